@@ -1,0 +1,95 @@
+"""Exceptions raised by papy, shared by both scheduler cores and the IMap API.
+
+``TimeoutError`` must be an instance of both the builtin ``TimeoutError`` and
+``multiprocessing.TimeoutError`` (so code written for ``Pool.imap`` keeps working).
+Importing :mod:`multiprocessing` costs as much as half of ``import papy``, so the
+class is built on first use (:func:`timeout_error_class`) and exposed lazily.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+__all__ = [
+    "PapyError",
+    "DeadlockError",
+    "SchedulerClosed",
+    "WorkerLostError",
+    "RemoteTraceback",
+    "SerializationError",
+    "InputError",
+    "timeout_error_class",
+]
+
+
+class PapyError(Exception):
+    """Base class of papy's own exceptions."""
+
+
+class DeadlockError(PapyError, RuntimeError):
+    """The consumer waits for a result that can never arrive.
+
+    Raised instead of blocking forever when the buffer is full of results that
+    nobody is reading, nothing is being computed, and the awaited result's
+    tasklet cannot be submitted.
+    """
+
+
+class SchedulerClosed(PapyError, RuntimeError):
+    """The map was stopped while a thread was waiting on it."""
+
+
+class WorkerLostError(PapyError):
+    """The worker evaluating an item died (killed, crashed, or exited)."""
+
+
+class SerializationError(PapyError):
+    """An argument, a result or an exception could not be pickled or unpickled."""
+
+
+class InputError(PapyError):
+    """The input iterable of a task raised; the original exception is the cause."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an exception raised inside a worker.
+
+    papy attaches it as ``__cause__`` of the exception re-raised by ``next()``,
+    so the worker's frames are shown even when the worker was another process.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return "\n\n" + self.tb
+
+
+_timeout_cls: Any = None
+
+
+def timeout_error_class() -> type[builtins.TimeoutError]:
+    """Return papy's TimeoutError, building it on first use."""
+    global _timeout_cls
+    if _timeout_cls is None:
+        import multiprocessing
+
+        class TimeoutError(builtins.TimeoutError, multiprocessing.TimeoutError):  # noqa: A001
+            """No result within the timeout given to ``next()``.
+
+            An instance of both the builtin ``TimeoutError`` and
+            ``multiprocessing.TimeoutError``.
+            """
+
+        TimeoutError.__module__ = "papy"
+        TimeoutError.__qualname__ = "TimeoutError"
+        _timeout_cls = TimeoutError
+    return _timeout_cls  # type: ignore[no-any-return]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TimeoutError":
+        return timeout_error_class()
+    raise AttributeError(name)
