@@ -19,6 +19,7 @@ __all__ = [
     "RemoteTraceback",
     "SerializationError",
     "InputError",
+    "TaskletAbortedError",
     "timeout_error_class",
 ]
 
@@ -46,6 +47,17 @@ class WorkerLostError(PapyError):
 
 class SerializationError(PapyError):
     """An argument, a result or an exception could not be pickled or unpickled."""
+
+
+class TaskletAbortedError(PapyError):
+    """The function raised a ``BaseException`` that is not an ``Exception``.
+
+    ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit`` raised by the
+    function is reported at that item's position instead of killing a worker.
+    With thread workers the original is kept as ``.exception``.
+    """
+
+    exception: BaseException | None = None
 
 
 class InputError(PapyError):

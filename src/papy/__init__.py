@@ -1,0 +1,54 @@
+"""papy: parallel pipelines in Python.
+
+The heart is :class:`IMap`, a lazy, parallel, buffered, multi-task ``imap``:
+many ``(function, iterable)`` tasks share one pool of thread or process
+workers; ``stride`` sets how many tasklets of one task are submitted before
+the next task's, ``buffer`` bounds how many results may be pending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import (
+    DeadlockError,
+    InputError,
+    PapyError,
+    RemoteTraceback,
+    SchedulerClosed,
+    SerializationError,
+    TaskletAbortedError,
+    WorkerLostError,
+)
+from ._imap import IMap, TaskIterator, imap
+
+NuMap = IMap  # the original project's name
+
+__version__ = "2.0.0.dev0"
+
+__all__ = [
+    "IMap",
+    "NuMap",
+    "TaskIterator",
+    "imap",
+    "TimeoutError",
+    "PapyError",
+    "DeadlockError",
+    "InputError",
+    "RemoteTraceback",
+    "SchedulerClosed",
+    "SerializationError",
+    "TaskletAbortedError",
+    "WorkerLostError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # papy.TimeoutError subclasses multiprocessing.TimeoutError; building it
+    # imports multiprocessing, so it is done on first use only.
+    if name == "TimeoutError":
+        from ._errors import timeout_error_class
+
+        return timeout_error_class()
+    raise AttributeError(f"module 'papy' has no attribute {name!r}")

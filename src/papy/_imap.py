@@ -1,0 +1,632 @@
+"""IMap: a lazy, parallel, buffered, multi-task ``imap`` (the public API).
+
+One IMap owns one scheduling core (``papy._scheduler``), one worker pool and
+one *feeder* thread::
+
+    add_task(f, it) ─┐                 ┌──────────── Scheduler ─────────────┐
+    add_task(g, t0) ─┤  start() ──►  feeder: weave (stride) ─ buffer slot ─► pool.submit
+                     │                 │                                     │ workers
+    next(task=1) ◄───┴── get_result ◄── per-task result queues ◄── put_many ◄┘
+
+* The feeder reads task inputs lazily, one tasklet at a time, in weave order:
+  ``stride`` tasklets of task 0, then of task 1, ... An input is read before a
+  buffer slot is taken, so a chained task pulls its upstream results (freeing
+  their slots) before it waits: chains need only ``buffer >= stride``.
+* A task whose input is another task of the same IMap is *chained*; the feeder
+  reads that input straight from the scheduler.
+* Threads and pools never hold a reference to the IMap, so an abandoned IMap is
+  garbage-collected and shuts its workers down; at interpreter exit every
+  running IMap is shut down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import numbers
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from . import _scheduler
+from ._errors import InputError, SchedulerClosed, timeout_error_class
+
+__all__ = ["IMap", "TaskIterator", "imap"]
+
+WORKER_TYPES = ("process", "thread")
+DEFAULT_REMOTE_PORT = 18812
+
+
+def _check_timeout(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _parse_remote(worker_remote: Any) -> list[tuple[str, int, int]]:
+    """Validate ``[(host, n), ('host:port', n), ...]`` into ``(host, port, n)``."""
+    if worker_remote is None:
+        return []
+    if isinstance(worker_remote, (str, bytes)) or not isinstance(worker_remote, Iterable):
+        raise TypeError("worker_remote must be a sequence of (host, n) pairs")
+    out = []
+    for entry in worker_remote:
+        if isinstance(entry, (str, bytes)) or not isinstance(entry, Sequence) or len(entry) != 2:
+            raise TypeError(f"worker_remote entries must be (host, n) pairs, got {entry!r}")
+        host, n = entry
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"worker_remote host must be a non-empty str, got {host!r}")
+        port = DEFAULT_REMOTE_PORT
+        if host.count(":") == 1:
+            host, _, port_text = host.partition(":")
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536 or not host:
+                raise ValueError(f"worker_remote address must be 'host' or 'host:port', got {entry[0]!r}")
+            port = int(port_text)
+        n = _check_count(f"worker_remote count for {entry[0]!r}", n, 1)
+        out.append((host, port, n))
+    return out
+
+
+class _Task:
+    """What add_task recorded: the function, its input and its options."""
+
+    __slots__ = ("func", "iterable", "args", "kwargs", "timeout", "block", "track", "upstream")
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        block: bool,
+        track: bool,
+        upstream: int,
+    ) -> None:
+        self.func = func
+        self.iterable = iterable
+        self.args = args
+        self.kwargs = kwargs
+        self.timeout = timeout
+        self.block = block
+        self.track = track
+        self.upstream = upstream  # task id of this IMap feeding it, or -1
+
+
+class _Run:
+    """State of one started run, shared by the IMap, its feeder and shutdown.
+
+    Holds no reference to the IMap itself (see the module docstring).
+    """
+
+    def __init__(self, sched: Any, pool: Any) -> None:
+        self.sched = sched
+        self.pool = pool
+        self.stopping = False  # set by stop(ends=...): finish the round, then end inputs
+        self.stop_round = -1
+        self.feeder: threading.Thread | None = None
+        self.failure: BaseException | None = None  # why the feeder died, if it did
+        self.shut = False
+        self.lock = threading.Lock()
+
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Close the scheduler (waking every waiter) and stop the workers. Idempotent."""
+        with self.lock:
+            if self.shut:
+                return
+            self.shut = True
+        self.sched.close()
+        self.pool.shutdown(timeout)
+        feeder = self.feeder
+        if feeder is not None and feeder is not threading.current_thread():
+            feeder.join(timeout)
+
+
+_live_runs: weakref.WeakSet[_Run] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """At interpreter exit, stop every map that is still running."""
+    for run in list(_live_runs):
+        try:
+            run.shutdown(0.2)
+        except Exception:  # noqa: BLE001 - never block or fail the exit
+            pass
+
+
+def _read_input(sched: Any, task: int, timeout: float | None, skip: bool) -> Iterator[Any]:
+    """Yield the results of ``task`` of the same map, for a chained task.
+
+    An upstream error is yielded as an exception *instance* marker so that the
+    downstream task fails at the same position (see ``_feed``).
+    """
+    RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
+    Timeout = timeout_error_class()
+    get = sched.get_result
+    while True:
+        try:
+            status, _index, value = get(task, timeout)
+        except Timeout as exc:
+            if skip:  # the position is gone for good: keep counts aligned
+                yield _Failed(exc)
+            continue  # not skipped: the same position comes later
+        if status == RESULT:
+            yield value
+        elif status == FINISHED:
+            return
+        else:
+            yield _Failed(value)
+
+
+class _Failed:
+    """Marks an input position whose upstream failed."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize: int) -> None:
+    """The feeder thread: read inputs in weave order and submit tasklets.
+
+    Tasklets of one task that may go in flight without waiting are packed into
+    one batch of up to ``chunksize`` (one message to a worker).
+    """
+    sched = run.sched
+    submit = run.pool.submit
+    next_task, acquire, take_index = sched.next_task, sched.acquire_slot, sched.submit
+    batch: list[tuple[int, int, Any]] = []
+    try:
+        while True:
+            task = next_task()
+            if task < 0:
+                break
+            if batch and batch[0][0] != task:
+                submit(batch)
+                batch = []
+            if run.stopping and sched.round > run.stop_round and not chained[task]:
+                sched.input_done(task)
+                continue
+            failed: BaseException | None = None
+            item: Any = None
+            try:
+                item = next(inputs[task])
+            except StopIteration:
+                sched.input_done(task)
+                continue
+            except SchedulerClosed as exc:  # an upstream map was stopped
+                if sched.closed:
+                    break
+                failed = exc
+                sched.input_done(task)
+            except BaseException as exc:  # noqa: BLE001 - becomes that item's error
+                failed = exc
+                if not chained[task]:
+                    failed = InputError(f"the input of task {task} raised {exc!r}")
+                    failed.__cause__ = exc
+            if type(item) is _Failed:
+                failed, item = item.exc, None
+            if not acquire(0):
+                if batch:
+                    submit(batch)
+                    batch = []
+                acquire(None)
+            if sched.closed:
+                break
+            index = take_index(task)
+            if failed is not None:
+                sched.put_result(task, index, False, failed)
+                continue
+            batch.append((task, index, item))
+            if len(batch) >= chunksize:
+                submit(batch)
+                batch = []
+        if batch:
+            submit(batch)
+    except SchedulerClosed:
+        return
+    except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
+        run.failure = exc
+        sched.close()
+
+
+class TaskIterator:
+    """The iterator over one task's results; returned by ``IMap.add_task``.
+
+    ``next(it)`` and ``it.next(timeout=...)`` return the task's next result
+    (in input order if the map is ordered), raise the exception the function
+    raised for that item, or raise ``StopIteration`` at the end.
+    """
+
+    __slots__ = ("_imap", "task", "timeout", "block", "__weakref__")
+
+    def __init__(self, imap: IMap, task: int, timeout: float | None = None, block: bool = True):
+        self._imap = imap
+        self.task = task
+        self.timeout = timeout
+        self.block = block
+
+    @property
+    def imap(self) -> IMap:
+        return self._imap
+
+    def __iter__(self) -> TaskIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self._imap.next(self.timeout, self.task, self.block)
+
+    def next(self, timeout: float | None = None) -> Any:
+        """Next result, waiting at most ``timeout`` seconds (default: the task's)."""
+        return self._imap.next(self.timeout if timeout is None else timeout, self.task, self.block)
+
+    def __repr__(self) -> str:
+        return f"<TaskIterator task={self.task} of {self._imap!r}>"
+
+
+class IMap:
+    """A parallel, lazy, buffered map of many tasks over one pool of workers.
+
+    ``IMap(func, iterable)`` adds that task and starts at once; otherwise add
+    tasks with :meth:`add_task`, then :meth:`start`. See the README for the
+    meaning of ``stride`` and ``buffer``.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any] | None = None,
+        iterable: Iterable[Any] | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        worker_type: str = "process",
+        worker_num: int | None = None,
+        worker_remote: Sequence[tuple[str, int]] | None = None,
+        stride: int | None = None,
+        buffer: int | None = None,
+        ordered: bool = True,
+        skip: bool = False,
+        name: str | None = None,
+        *,
+        start_method: str | None = None,
+        chunksize: int = 1,
+        retries: int = 0,
+        deadlock_grace: float | None = 0.5,
+    ) -> None:
+        if (func is None) != (iterable is None):
+            missing = "iterable" if iterable is None else "func"
+            raise ValueError(f"give both func and iterable, or neither ({missing} is missing)")
+        if worker_type not in WORKER_TYPES:
+            raise ValueError(f"worker_type must be one of {WORKER_TYPES}, got {worker_type!r}")
+        self._remote = _parse_remote(worker_remote)
+        n_remote = sum(n for _, _, n in self._remote)
+        if worker_num is None:
+            worker_num = 0 if self._remote else (os.cpu_count() or 1)
+        worker_num = _check_count("worker_num", worker_num, 0)
+        if worker_num + n_remote == 0:
+            raise ValueError("worker_num is 0 and there are no worker_remote workers: nothing would run")
+        if stride is None:
+            stride = worker_num + n_remote
+        stride = _check_count("stride", stride, 1)
+        if buffer is not None:
+            buffer = _check_count("buffer", buffer, 1)
+            if buffer < stride:
+                raise ValueError(f"buffer must be >= stride ({stride}), got {buffer}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if start_method is not None:
+            import multiprocessing
+
+            methods = multiprocessing.get_all_start_methods()
+            if start_method not in methods:
+                raise ValueError(f"start_method must be one of {methods}, got {start_method!r}")
+        self.chunksize = _check_count("chunksize", chunksize, 1)
+        self.retries = _check_count("retries", retries, 0)
+        if deadlock_grace is not None:
+            deadlock_grace = _check_timeout("deadlock_grace", deadlock_grace)
+        self.worker_type = worker_type
+        self.worker_num = worker_num
+        self.worker_remote = [(f"{h}:{p}", n) for h, p, n in self._remote]
+        self.stride = stride
+        self.buffer = buffer
+        self.ordered = bool(ordered)
+        self.skip = bool(skip)
+        self.name = name if name is not None else f"imap_{id(self):x}"
+        self.start_method = start_method
+        self.deadlock_grace = deadlock_grace
+        self._tasks: list[_Task] = []
+        self._payloads: dict[int, bytes] = {}
+        self._run: _Run | None = None
+        self.tracked: dict[int, dict[int, Any]] = {}
+        if func is not None:
+            self.add_task(func, iterable, args, kwargs)  # type: ignore[arg-type]
+            self.start()
+
+    # -- building -------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._run is not None
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self._tasks)
+
+    def _check_not_started(self, what: str) -> None:
+        if self._run is not None:
+            raise RuntimeError(f"{what} is not allowed after start(); stop() the IMap first")
+
+    def add_task(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        block: bool = True,
+        track: bool = False,
+    ) -> TaskIterator:
+        """Add the task ``func(item, *args, **kwargs)`` for each item of ``iterable``.
+
+        Returns the iterator over its results. ``iterable`` may be the result
+        iterator of a task added earlier (chaining). ``timeout`` and ``block``
+        are the defaults of that iterator's ``next``; ``track`` keeps every
+        result handed out in ``self.tracked[task]``.
+        """
+        self._check_not_started("add_task")
+        if not callable(func):
+            raise TypeError(f"func must be callable, got {type(func).__name__}")
+        upstream = -1
+        if isinstance(iterable, TaskIterator) and iterable.imap is self:
+            upstream = iterable.task
+        else:
+            try:
+                iter(iterable)
+            except TypeError:
+                raise TypeError(f"iterable must be iterable, got {type(iterable).__name__}") from None
+        if args is None:
+            args = ()
+        elif isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise TypeError(f"args must be a tuple or list of constant arguments, got {type(args).__name__}")
+        if kwargs is None:
+            kwargs = {}
+        elif not isinstance(kwargs, Mapping):
+            raise TypeError(f"kwargs must be a mapping, got {type(kwargs).__name__}")
+        elif not all(isinstance(k, str) for k in kwargs):
+            raise TypeError("kwargs keys must be str")
+        timeout = _check_timeout("timeout", timeout)
+        task_id = len(self._tasks)
+        args, kwargs = tuple(args), dict(kwargs)
+        if self.worker_type == "process":
+            from ._serialize import dumps_function
+
+            self._payloads[task_id] = dumps_function(func, args, kwargs)
+        self._tasks.append(_Task(func, iterable, args, kwargs, timeout, bool(block), bool(track), upstream))
+        if track:
+            self.tracked[task_id] = {}
+        return self.get_task(task_id, timeout, block)
+
+    __call__ = add_task
+
+    def get_task(self, task: int = 0, timeout: float | None = None, block: bool = True) -> TaskIterator:
+        """An iterator over the results of ``task`` (as returned by ``add_task``)."""
+        self._check_task(task)
+        return TaskIterator(self, task, _check_timeout("timeout", timeout), bool(block))
+
+    def pop_task(self, number: int | bool) -> None:
+        """Remove the last ``number`` tasks, or all of them with ``True``."""
+        self._check_not_started("pop_task")
+        if number is True:
+            number = len(self._tasks)
+        number = _check_count("number", number, 1)
+        if number > len(self._tasks):
+            raise ValueError(f"number must be <= the number of tasks ({len(self._tasks)}), got {number}")
+        for task_id in range(len(self._tasks) - number, len(self._tasks)):
+            self._payloads.pop(task_id, None)
+            self.tracked.pop(task_id, None)
+        del self._tasks[len(self._tasks) - number :]
+
+    def _check_task(self, task: Any) -> int:
+        if isinstance(task, bool) or not isinstance(task, numbers.Integral):
+            raise TypeError(f"task must be an int, got {type(task).__name__}")
+        if not 0 <= task < len(self._tasks):
+            raise IndexError(f"task {task} does not exist (the IMap has {len(self._tasks)} tasks)")
+        return int(task)
+
+    # -- running --------------------------------------------------------------
+    def _make_pool(self) -> Any:
+        if self._remote:
+            raise NotImplementedError(
+                "worker_remote: RPyC remote workers are not available in this version of papy"
+            )
+        if self.worker_type == "thread":
+            from ._pools.thread import ThreadPool
+
+            return ThreadPool(self.worker_num)
+        from ._pools.process import ProcessPool
+
+        return ProcessPool(self.worker_num, self.start_method, self.retries)
+
+    def start(self) -> None:
+        """Start the workers and the feeder. Calling it again does nothing."""
+        if self._run is not None:
+            return
+        if not self._tasks:
+            raise RuntimeError("start() needs at least one task; call add_task first")
+        n = len(self._tasks)
+        buffer = self.buffer if self.buffer is not None else n * self.stride
+        sched = _scheduler.Scheduler(n, self.stride, buffer, self.ordered, self.skip, self.deadlock_grace)
+        pool = self._make_pool()
+        run = _Run(sched, pool)
+        if pool.kind == "process":
+            pool.start(dict(self._payloads), sched.put_many, self.name)
+        else:
+            defs = {i: (t.func, t.args, t.kwargs) for i, t in enumerate(self._tasks)}
+            pool.start(defs, sched.put_many, self.name)
+        inputs: list[Iterator[Any]] = []
+        chained: list[bool] = []
+        for t in self._tasks:
+            if t.upstream >= 0:
+                inputs.append(_read_input(sched, t.upstream, t.timeout, self.skip))
+                chained.append(True)
+            else:
+                inputs.append(iter(t.iterable))
+                chained.append(False)
+        feeder = threading.Thread(
+            target=_feed, args=(run, inputs, chained, self.chunksize), name=f"{self.name}-feeder", daemon=True
+        )
+        run.feeder = feeder
+        self._run = run
+        _live_runs.add(run)
+        self._finalizer = weakref.finalize(self, run.shutdown, 0.2)
+        feeder.start()
+
+    def next(self, timeout: float | None = None, task: int = 0, block: bool = True) -> Any:
+        """Return the next result of ``task``; raise its exception or ``StopIteration``.
+
+        ``timeout`` (seconds) bounds the wait and raises papy's ``TimeoutError``;
+        ``block=False`` means no wait at all.
+        """
+        run = self._run
+        if run is None:
+            raise RuntimeError("the IMap is not started; call start() first")
+        task = self._check_task(task)
+        if not block:
+            timeout = 0.0
+        elif timeout is not None:
+            timeout = _check_timeout("timeout", timeout)
+        try:
+            status, index, value = run.sched.get_result(task, timeout)
+        except SchedulerClosed:
+            if run.failure is not None:
+                raise RuntimeError(f"the IMap's feeder failed: {run.failure!r}") from run.failure
+            raise
+        except KeyboardInterrupt:
+            run.shutdown(0.2)
+            raise
+        if status == _scheduler.FINISHED:
+            raise StopIteration
+        if self.tracked and task in self.tracked:
+            self.tracked[task][index] = value
+        if status == _scheduler.RESULT:
+            return value
+        raise value
+
+    def __iter__(self) -> TaskIterator:
+        if not self._tasks:
+            raise RuntimeError("the IMap has no tasks to iterate over")
+        return self.get_task(0)
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def stop(self, ends: Sequence[int] | None = None, forced: bool = False) -> None:
+        """Stop the map; the IMap can then get new tasks and be started again.
+
+        Without ``ends`` (or with ``forced=True``) it stops at once: pending
+        results are discarded and the workers are shut down. With ``ends``, the
+        tasks whose results nobody else reads, it stops gracefully: the feeder
+        finishes the current weave round (so every input item read so far is
+        evaluated by every task downstream of it), the results of ``ends`` are
+        drained and discarded (or tracked), then the workers are shut down.
+        """
+        run = self._run
+        if run is None:
+            return
+        try:
+            if ends is not None and not forced:
+                ends = [self._check_task(t) for t in ends]
+                self._drain(run, ends)
+        finally:
+            run.shutdown(1.0 if ends else 0.2)
+            self._finalizer.detach()
+            _live_runs.discard(run)
+            self._run = None
+            self._tasks = []
+            self._payloads = {}
+            self.tracked = {}
+
+    def _drain(self, run: _Run, ends: list[int]) -> None:
+        run.stop_round = run.sched.round
+        run.stopping = True
+        open_ends = list(ends)
+        while open_ends:
+            for task in list(open_ends):
+                for _ in range(self.stride):
+                    try:
+                        status, index, value = run.sched.get_result(task, None)
+                    except (SchedulerClosed, RuntimeError):  # stopped, or a deadlock
+                        return
+                    if status == _scheduler.FINISHED:
+                        open_ends.remove(task)
+                        break
+                    if task in self.tracked:
+                        self.tracked[task][index] = value
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the scheduler's counters (per task and for the map)."""
+        run = self._run
+        if run is None:
+            raise RuntimeError("the IMap is not started")
+        return dict(run.sched.stats())
+
+    # -- context manager and housekeeping ------------------------------------
+    def __enter__(self) -> IMap:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "started" if self._run is not None else "stopped"
+        return (
+            f"<IMap {self.name} {state} {self.worker_type} workers={self.worker_num}"
+            f"{'+remote' if self._remote else ''} tasks={len(self._tasks)} stride={self.stride} "
+            f"buffer={self.buffer} core={_scheduler.IMPLEMENTATION}>"
+        )
+
+
+def imap(
+    func: Callable[..., Any],
+    iterable: Iterable[Any],
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
+    **options: Any,
+) -> Iterator[Any]:
+    """Like the builtin ``map`` but parallel and lazy: one call, one generator.
+
+    ``options`` are IMap's (``worker_type``, ``worker_num``, ``stride``,
+    ``buffer``, ``ordered``, ``chunksize``, ...). Bad arguments fail here, at the
+    call; the workers stop when the generator is exhausted, closed or collected.
+    """
+    m = IMap(**options)
+    results = m.add_task(func, iterable, args, kwargs, timeout=timeout)
+    m.start()
+
+    def generate() -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    value = next(results)
+                except StopIteration:
+                    return
+                yield value
+        finally:
+            m.stop()
+
+    return generate()

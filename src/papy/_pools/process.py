@@ -1,0 +1,314 @@
+"""Process workers: one duplex pipe per worker, one listener thread for replies.
+
+Data flow::
+
+    feeder thread ── submit(batch) ──► least-loaded worker's pipe ──► child: _child.main
+                                                                         │ evaluates in order
+    listener thread ◄── connection.wait(pipes + process sentinels) ◄────┘ one reply per batch
+        │ unpickles, calls deliver() (the scheduler's put_many)
+        └ a dead worker (EOF or sentinel): its oldest unanswered batch fails with
+          WorkerLostError (or is re-run, up to ``retries`` times), the rest of its
+          queue is re-sent to a fresh worker that replaces it.
+
+The function of each task is pickled once and sent once to every worker
+(again to a replacement), never with each item.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+import threading
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Any
+
+from .._errors import SerializationError, WorkerLostError
+from .._serialize import PROTOCOL, dumps, revive
+from . import Deliver
+from ._child import EXIT, RUN, TASKS, main
+
+__all__ = ["ProcessPool"]
+
+
+class _Batch:
+    """A message in flight to one worker: its ids, its bytes and its retry count."""
+
+    __slots__ = ("ids", "data", "tries")
+
+    def __init__(self, ids: list[tuple[int, int]], data: bytes, tries: int = 0) -> None:
+        self.ids = ids
+        self.data = data
+        self.tries = tries
+
+
+class _Slot:
+    """One worker process and what it has been sent but not answered."""
+
+    __slots__ = ("index", "proc", "conn", "lock", "queue", "sent", "done")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: Any = None
+        self.conn: Any = None
+        # Guards proc/conn/queue against the feeder (send) and listener (replace).
+        self.lock = threading.Lock()
+        self.queue: deque[_Batch] = deque()
+        self.sent = 0  # items sent, written by the feeder thread only
+        self.done = 0  # items answered or failed, written by the listener only
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "its pipe closed"
+    if code < 0:
+        try:
+            return f"it was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"it was killed by signal {-code}"
+    return f"it exited with code {code}"
+
+
+class ProcessPool:
+    """``size`` worker processes started with ``start_method``."""
+
+    kind = "process"
+
+    def __init__(self, size: int, start_method: str | None = None, retries: int = 0) -> None:
+        self.size = size
+        self.retries = retries
+        self._ctx = multiprocessing.get_context(start_method)
+        self._slots = [_Slot(i) for i in range(size)]
+        self._closing = False
+        self._changed = threading.Event()  # set when a worker was replaced
+        self._listener: threading.Thread | None = None
+        self._defs_msg = b""
+        self._deliver: Deliver | None = None
+        self._name = "papy"
+        self.lost = 0  # workers lost so far
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self, tasks: dict[int, bytes], deliver: Deliver, name: str = "papy") -> None:
+        """Start the workers; ``tasks`` maps task ids to pickled ``(func, args, kwargs)``."""
+        self._defs_msg = pickle.dumps((TASKS, tasks), PROTOCOL)
+        self._deliver = deliver
+        self._name = name
+        for slot in self._slots:
+            self._spawn(slot)
+        self._listener = threading.Thread(target=self._listen, name=f"{name}-listener", daemon=True)
+        self._listener.start()
+
+    def _spawn(self, slot: _Slot) -> None:
+        """Start a fresh worker in ``slot`` and send it the task definitions."""
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=main, args=(child,), name=f"{self._name}-worker-{slot.index}", daemon=True
+        )
+        proc.start()
+        child.close()
+        slot.proc, slot.conn = proc, parent
+        try:
+            parent.send_bytes(self._defs_msg)
+        except OSError:
+            pass  # it died at once; the listener sees its sentinel
+
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop every worker: ask politely, then terminate, then kill."""
+        self._closing = True
+        exit_msg = pickle.dumps((EXIT,), PROTOCOL)
+        for slot in self._slots:
+            with slot.lock:
+                try:
+                    slot.conn.send_bytes(exit_msg)
+                except (OSError, ValueError, AttributeError):
+                    pass
+        for slot in self._slots:
+            proc = slot.proc
+            if proc is None:
+                continue
+            proc.join(timeout)
+            if proc.exitcode is None:
+                proc.terminate()
+                proc.join(0.5)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(0.5)
+        if self._listener is not None and self._listener is not threading.current_thread():
+            self._listener.join(1.0)
+        for slot in self._slots:
+            with slot.lock:
+                if slot.conn is not None:
+                    slot.conn.close()
+                if slot.proc is not None:
+                    try:
+                        slot.proc.close()
+                    except ValueError:
+                        pass
+                slot.queue.clear()
+
+    def alive(self) -> int:
+        return sum(1 for s in self._slots if s.proc is not None and s.proc.is_alive())
+
+    def pids(self) -> list[int]:
+        return [s.proc.pid for s in self._slots if s.proc is not None]
+
+    # -- feeder side ----------------------------------------------------------
+    def submit(self, batch: list[tuple[int, int, Any]]) -> None:
+        """Send ``batch`` to the worker with the fewest unanswered items."""
+        try:
+            data = pickle.dumps((RUN, batch), PROTOCOL)
+        except Exception:
+            batch = self._drop_unpicklable(batch)
+            if not batch:
+                return
+            data = dumps((RUN, batch))
+        ids = [(task, index) for task, index, _ in batch]
+        best = self._slots[0]
+        if self.size > 1:
+            load = best.sent - best.done
+            for slot in self._slots:
+                if slot.sent - slot.done < load:
+                    best, load = slot, slot.sent - slot.done
+        with best.lock:
+            best.queue.append(_Batch(ids, data))
+            best.sent += len(ids)
+            try:
+                best.conn.send_bytes(data)
+            except (OSError, ValueError):
+                pass  # the worker died; the listener fails or re-sends the batch
+
+    def _drop_unpicklable(self, batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+        """Fail the items of ``batch`` that cannot be pickled; return the others."""
+        keep, failed = [], []
+        for task, index, item in batch:
+            try:
+                dumps(item)
+                keep.append((task, index, item))
+            except Exception as exc:
+                err = SerializationError(
+                    f"item {index} of task {task} could not be pickled for a worker process: {exc!r}"
+                )
+                err.__cause__ = exc
+                failed.append((task, index, False, err))
+        if failed and self._deliver is not None:
+            self._deliver(failed)
+        return keep
+
+    # -- listener side --------------------------------------------------------
+    def _listen(self) -> None:
+        """Read replies and watch for dead workers until shutdown."""
+        while not self._closing:
+            by_conn = {}
+            by_sentinel = {}
+            for slot in self._slots:
+                if slot.conn is not None:
+                    by_conn[slot.conn] = slot
+                    by_sentinel[slot.proc.sentinel] = slot
+            try:
+                ready = wait(list(by_conn) + list(by_sentinel), timeout=0.2)
+            except (OSError, ValueError):
+                if self._closing:
+                    return
+                continue
+            for obj in ready:
+                if self._closing:
+                    return
+                slot = by_conn.get(obj)
+                if slot is not None:
+                    if slot.conn is not obj:
+                        continue  # replaced meanwhile
+                    try:
+                        data = obj.recv_bytes()
+                    except (EOFError, OSError):
+                        self._lost(slot)
+                        continue
+                    self._reply(slot, data)
+                else:
+                    slot = by_sentinel[obj]
+                    if slot.proc is not None and slot.proc.sentinel == obj:
+                        self._lost(slot)
+
+    def _reply(self, slot: _Slot, data: bytes) -> None:
+        """Deliver one reply of ``slot``'s worker."""
+        ids, payload = pickle.loads(data)
+        with slot.lock:
+            batch = slot.queue.popleft() if slot.queue else None
+        if batch is None:
+            return
+        ids = batch.ids
+        out: list[tuple[int, int, bool, Any]]
+        if isinstance(payload, str):  # the worker could not unpickle the batch
+            out = [(t, i, False, SerializationError(f"item {i} of task {t}: {payload}")) for t, i in ids]
+        else:
+            try:
+                values = pickle.loads(payload)
+            except Exception as exc:
+                values = [
+                    (False, (SerializationError(f"the result could not be unpickled: {exc!r}"), ""))
+                ] * len(ids)
+            out = []
+            for (task, index), (ok, value) in zip(ids, values):
+                if not ok:
+                    value = revive(*value) if value[1] else value[0]
+                out.append((task, index, ok, value))
+        slot.done += len(ids)
+        if self._deliver is not None:
+            self._deliver(out)
+
+    def _lost(self, slot: _Slot) -> None:
+        """``slot``'s worker died: fail (or retry) its current batch, replace it."""
+        with slot.lock:
+            proc, conn = slot.proc, slot.conn
+            # Replies it sent before dying are still in the pipe: take them first.
+            pending = []
+            try:
+                while conn.poll(0):
+                    pending.append(conn.recv_bytes())
+            except (EOFError, OSError):
+                pass
+        for data in pending:
+            self._reply(slot, data)
+        proc.join(0.5)
+        reason = _describe_exit(proc.exitcode)
+        pid = proc.pid
+        with slot.lock:
+            if self._closing:
+                return
+            self.lost += 1
+            queue = slot.queue
+            slot.queue = deque()
+            conn.close()
+            try:
+                proc.close()
+            except ValueError:
+                pass
+            failed: list[tuple[int, int, bool, Any]] = []
+            if queue:
+                current = queue[0]
+                if current.tries < self.retries:
+                    current.tries += 1
+                else:
+                    queue.popleft()
+                    for task, index in current.ids:
+                        failed.append(
+                            (
+                                task,
+                                index,
+                                False,
+                                WorkerLostError(
+                                    f"worker process {pid} was lost while evaluating item "
+                                    f"{index} of task {task}: {reason}"
+                                ),
+                            )
+                        )
+            self._spawn(slot)
+            for batch in queue:  # re-send what it had not started, in order
+                slot.queue.append(batch)
+                try:
+                    slot.conn.send_bytes(batch.data)
+                except (OSError, ValueError):
+                    break
+            slot.done += len(failed)
+        if failed and self._deliver is not None:
+            self._deliver(failed)
