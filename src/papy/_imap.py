@@ -480,7 +480,7 @@ class IMap:
         chained: list[bool] = []
         for t in self._tasks:
             if t.upstream >= 0:
-                inputs.append(_read_input(sched, t.upstream, t.timeout, self.skip))
+                inputs.append(_read_input(sched, t.upstream, t.iterable.timeout, self.skip))  # type: ignore[union-attr]
                 chained.append(True)
             else:
                 inputs.append(iter(t.iterable))
