@@ -148,28 +148,30 @@ def _shutdown_all() -> None:
             pass
 
 
-def _read_input(sched: Any, task: int, timeout: float | None, skip: bool) -> Iterator[Any]:
+def _read_input(
+    sched: Any, task: int, timeout: float | None, skip: bool, tracked: dict[int, Any] | None
+) -> Iterator[Any]:
     """Yield the results of ``task`` of the same map, for a chained task.
 
-    An upstream error is yielded as an exception *instance* marker so that the
-    downstream task fails at the same position (see ``_feed``).
+    An upstream error is yielded as a ``_Failed`` marker so that the downstream
+    task fails at the same position (see ``_feed``). Results of a tracked task
+    are recorded here, as ``next()`` does for results read by the user.
     """
     RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
     Timeout = timeout_error_class()
     get = sched.get_result
     while True:
         try:
-            status, _index, value = get(task, timeout)
+            status, index, value = get(task, timeout)
         except Timeout as exc:
             if skip:  # the position is gone for good: keep counts aligned
                 yield _Failed(exc)
             continue  # not skipped: the same position comes later
-        if status == RESULT:
-            yield value
-        elif status == FINISHED:
+        if status == FINISHED:
             return
-        else:
-            yield _Failed(value)
+        if tracked is not None:
+            tracked[index] = value
+        yield value if status == RESULT else _Failed(value)
 
 
 class _Failed:
@@ -480,7 +482,9 @@ class IMap:
         chained: list[bool] = []
         for t in self._tasks:
             if t.upstream >= 0:
-                inputs.append(_read_input(sched, t.upstream, t.iterable.timeout, self.skip))  # type: ignore[union-attr]
+                timeout = t.iterable.timeout  # type: ignore[union-attr]
+                tracked = self.tracked.get(t.upstream)
+                inputs.append(_read_input(sched, t.upstream, timeout, self.skip, tracked))
                 chained.append(True)
             else:
                 inputs.append(iter(t.iterable))

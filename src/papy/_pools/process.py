@@ -204,7 +204,7 @@ class ProcessPool:
             for slot in self._slots:
                 if slot.conn is not None:
                     by_conn[slot.conn] = slot
-                    by_sentinel[slot.proc.sentinel] = slot
+                    by_sentinel[slot.proc.sentinel] = (slot, slot.proc)
             try:
                 ready = wait(list(by_conn) + list(by_sentinel), timeout=0.2)
             except (OSError, ValueError):
@@ -225,8 +225,8 @@ class ProcessPool:
                         continue
                     self._reply(slot, data)
                 else:
-                    slot = by_sentinel[obj]
-                    if slot.proc is not None and slot.proc.sentinel == obj:
+                    slot, proc = by_sentinel[obj]
+                    if slot.proc is proc:  # not replaced meanwhile (fds are reused)
                         self._lost(slot)
 
     def _reply(self, slot: _Slot, data: bytes) -> None:
