@@ -52,12 +52,18 @@ class NoLeaks:
         self.me = psutil.Process()
         self.threads = threading.active_count()
         self.fds = self.me.num_fds()
+        # multiprocessing's forkserver and resource tracker may already run: not ours
+        self.baseline = {c.pid for c in self.me.children()}
 
     def check(self, timeout=5.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             gc.collect()
-            children = [c for c in self.me.children() if c.status() != psutil.STATUS_ZOMBIE]
+            children = [
+                c
+                for c in self.me.children()
+                if c.pid not in self.baseline and c.status() != psutil.STATUS_ZOMBIE
+            ]
             if (
                 not children
                 and threading.active_count() <= self.threads
@@ -65,7 +71,7 @@ class NoLeaks:
             ):
                 return
             time.sleep(0.05)
-        children = self.me.children()
+        children = [c for c in self.me.children() if c.pid not in self.baseline]
         raise AssertionError(
             f"leak: children={children} threads={threading.active_count()}>{self.threads} "
             f"fds={self.me.num_fds()}>{self.fds}"
