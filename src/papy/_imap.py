@@ -31,6 +31,7 @@ from typing import Any
 
 from . import _scheduler
 from ._errors import InputError, SchedulerClosed, timeout_error_class
+from ._pools import NEEDS_PICKLE, PoolConfig, TaskDef, make_pool
 
 __all__ = ["IMap", "TaskIterator", "imap"]
 
@@ -353,6 +354,7 @@ class IMap:
         self._tasks: list[_Task] = []
         self._payloads: dict[int, bytes] = {}
         self._run: _Run | None = None
+        self._pool_options: Any = None
         self.tracked: dict[int, dict[int, Any]] = {}
         if func is not None:
             self.add_task(func, iterable, args, kwargs)  # type: ignore[arg-type]
@@ -412,7 +414,7 @@ class IMap:
         timeout = _check_timeout("timeout", timeout)
         task_id = len(self._tasks)
         args, kwargs = tuple(args), dict(kwargs)
-        if self.worker_type == "process":
+        if self._remote or self.worker_type in NEEDS_PICKLE:
             from ._serialize import dumps_function
 
             self._payloads[task_id] = dumps_function(func, args, kwargs)
@@ -449,19 +451,6 @@ class IMap:
         return int(task)
 
     # -- running --------------------------------------------------------------
-    def _make_pool(self) -> Any:
-        if self._remote:
-            raise NotImplementedError(
-                "worker_remote: RPyC remote workers are not available in this version of papy"
-            )
-        if self.worker_type == "thread":
-            from ._pools.thread import ThreadPool
-
-            return ThreadPool(self.worker_num)
-        from ._pools.process import ProcessPool
-
-        return ProcessPool(self.worker_num, self.start_method, self.retries)
-
     def start(self) -> None:
         """Start the workers and the feeder. Calling it again does nothing."""
         if self._run is not None:
@@ -471,13 +460,22 @@ class IMap:
         n = len(self._tasks)
         buffer = self.buffer if self.buffer is not None else n * self.stride
         sched = _scheduler.Scheduler(n, self.stride, buffer, self.ordered, self.skip, self.deadlock_grace)
-        pool = self._make_pool()
+        pool = make_pool(
+            PoolConfig(
+                self.worker_type,
+                self.worker_num,
+                tuple(self._remote),
+                self.start_method,
+                self.retries,
+                self._pool_options,
+            )
+        )
         run = _Run(sched, pool)
-        if pool.kind == "process":
-            pool.start(dict(self._payloads), sched.put_many, self.name)
-        else:
-            defs = {i: (t.func, t.args, t.kwargs) for i, t in enumerate(self._tasks)}
-            pool.start(defs, sched.put_many, self.name)
+        defs = {
+            i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
+            for i, t in enumerate(self._tasks)
+        }
+        pool.start(defs, sched.put_many, self.name)
         inputs: list[Iterator[Any]] = []
         chained: list[bool] = []
         for t in self._tasks:

@@ -2,9 +2,10 @@
 
 Every pool has the same small interface, used by IMap's feeder thread:
 
-* ``start(tasks, deliver)``: ``tasks`` maps a task id to ``(func, args,
-  kwargs)`` (or, for process pools, to its pickled form), ``deliver`` is called
-  from the pool's own threads with a list of ``(task, index, ok, value)``;
+* ``start(tasks, deliver, name)``: ``tasks`` maps a task id to a
+  :class:`TaskDef` (the function, its constant arguments and, for pools that
+  pickle, ``payload``: all three pickled once by IMap.add_task); ``deliver`` is
+  called from the pool's own threads with a list of ``(task, index, ok, value)``;
 * ``submit(batch)``: a list of ``(task, index, item)`` to evaluate, in order;
 * ``shutdown()``: stop the workers promptly, never blocking for long.
 
@@ -14,9 +15,53 @@ more can be garbage-collected and shut down.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 Deliver = Callable[[list[tuple[int, int, bool, Any]]], None]
-TaskDefs = dict[int, Any]
 
-__all__ = ["Deliver", "TaskDefs"]
+__all__ = ["Deliver", "TaskDef", "TaskDefs", "PoolConfig", "make_pool", "NEEDS_PICKLE"]
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """One task as a pool sees it."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    payload: bytes | None  # pickled (func, args, kwargs), for pools that pickle
+
+
+TaskDefs = dict[int, TaskDef]
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """What IMap asks of its pool (validated by IMap)."""
+
+    worker_type: str
+    worker_num: int
+    remote: tuple[tuple[str, int, int], ...] = ()  # (host, port, n)
+    start_method: str | None = None
+    retries: int = 0
+    options: Any = None  # pool-specific extras (e.g. TLS settings, an executor)
+
+
+#: worker types whose tasks must be picklable (IMap pickles them at add_task)
+NEEDS_PICKLE = {"process"}
+
+
+def make_pool(config: PoolConfig) -> Any:
+    """Build the pool for ``config``."""
+    if config.remote:
+        raise NotImplementedError(
+            "worker_remote: RPyC remote workers are not available in this version of papy"
+        )
+    if config.worker_type == "thread":
+        from .thread import ThreadPool
+
+        return ThreadPool(config.worker_num)
+    from .process import ProcessPool
+
+    return ProcessPool(config.worker_num, config.start_method, config.retries)

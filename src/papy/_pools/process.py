@@ -26,7 +26,7 @@ from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
 from .._serialize import PROTOCOL, dumps, revive
-from . import Deliver
+from . import Deliver, TaskDefs
 from ._child import EXIT, RUN, TASKS, main
 
 __all__ = ["ProcessPool"]
@@ -89,9 +89,10 @@ class ProcessPool:
         self.lost = 0  # workers lost so far
 
     # -- lifecycle ------------------------------------------------------------
-    def start(self, tasks: dict[int, bytes], deliver: Deliver, name: str = "papy") -> None:
-        """Start the workers; ``tasks`` maps task ids to pickled ``(func, args, kwargs)``."""
-        self._defs_msg = pickle.dumps((TASKS, tasks), PROTOCOL)
+    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
+        """Start the workers and send each the pickled task definitions."""
+        payloads = {task: d.payload for task, d in tasks.items()}
+        self._defs_msg = pickle.dumps((TASKS, payloads), PROTOCOL)
         self._deliver = deliver
         self._name = name
         for slot in self._slots:

@@ -21,7 +21,8 @@ def _run(tasks: TaskDefs, inbox: queue.SimpleQueue, deliver: Deliver) -> None:
             return
         out = []
         for task, index, item in batch:
-            func, args, kwargs = tasks[task]
+            d = tasks[task]
+            func, args, kwargs = d.func, d.args, d.kwargs
             try:
                 out.append((task, index, True, func(item, *args, **kwargs)))
             except BaseException as exc:  # noqa: BLE001 - reported at the item's position
