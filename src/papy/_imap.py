@@ -309,16 +309,31 @@ class IMap:
         chunksize: int = 1,
         retries: int = 0,
         deadlock_grace: float | None = 0.5,
+        executor: Any = None,
+        remote_ssl: Mapping[str, str] | None = None,
     ) -> None:
         if (func is None) != (iterable is None):
             missing = "iterable" if iterable is None else "func"
             raise ValueError(f"give both func and iterable, or neither ({missing} is missing)")
         if worker_type not in WORKER_TYPES:
             raise ValueError(f"worker_type must be one of {WORKER_TYPES}, got {worker_type!r}")
+        if executor is not None:
+            if not callable(getattr(executor, "submit", None)):
+                raise TypeError(
+                    f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+                )
+            if worker_remote:
+                raise ValueError("give executor or worker_remote, not both")
+            worker_type = "executor"
+        if remote_ssl is not None and not isinstance(remote_ssl, Mapping):
+            raise TypeError(f"remote_ssl must be a mapping, got {type(remote_ssl).__name__}")
         self._remote = _parse_remote(worker_remote)
         n_remote = sum(n for _, _, n in self._remote)
         if worker_num is None:
-            worker_num = 0 if self._remote else (os.cpu_count() or 1)
+            if executor is not None:
+                worker_num = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+            else:
+                worker_num = 0 if self._remote else (os.cpu_count() or 1)
         worker_num = _check_count("worker_num", worker_num, 0)
         if worker_num + n_remote == 0:
             raise ValueError("worker_num is 0 and there are no worker_remote workers: nothing would run")
@@ -354,7 +369,7 @@ class IMap:
         self._tasks: list[_Task] = []
         self._payloads: dict[int, bytes] = {}
         self._run: _Run | None = None
-        self._pool_options: Any = None
+        self._pool_options: Any = {"executor": executor, "remote_ssl": remote_ssl}
         self.tracked: dict[int, dict[int, Any]] = {}
         if func is not None:
             self.add_task(func, iterable, args, kwargs)  # type: ignore[arg-type]
