@@ -520,10 +520,11 @@ class IMap:
         run = self._run
         if run is None:
             raise RuntimeError("the IMap is not started; call start() first")
-        task = self._check_task(task)
+        if type(task) is not int or not 0 <= task < len(self._tasks):
+            task = self._check_task(task)
         if not block:
             timeout = 0.0
-        elif timeout is not None:
+        elif timeout is not None and (type(timeout) is not float or timeout < 0):
             timeout = _check_timeout("timeout", timeout)
         try:
             status, index, value = run.sched.get_result(task, timeout)

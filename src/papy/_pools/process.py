@@ -4,9 +4,9 @@ Data flow::
 
     feeder thread ── submit(batch) ──► least-loaded worker's pipe ──► child: _child.main
                                                                          │ evaluates in order
-    listener thread ◄── connection.wait(pipes + process sentinels) ◄────┘ one reply per batch
+    reader thread per worker ◄── recv_bytes (GIL released) ◄─────────────┘ one reply per batch
         │ unpickles, calls deliver() (the scheduler's put_many)
-        └ a dead worker (EOF or sentinel): its oldest unanswered batch fails with
+        └ a dead worker (EOF on its pipe): its oldest unanswered batch fails with
           WorkerLostError (or is re-run, up to ``retries`` times), the rest of its
           queue is re-sent to a fresh worker that replaces it.
 
@@ -21,7 +21,6 @@ import pickle
 import signal
 import threading
 from collections import deque
-from multiprocessing.connection import wait
 from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
@@ -46,7 +45,7 @@ class _Batch:
 class _Slot:
     """One worker process and what it has been sent but not answered."""
 
-    __slots__ = ("index", "proc", "conn", "lock", "queue", "sent", "done")
+    __slots__ = ("index", "proc", "conn", "lock", "queue", "sent", "done", "reader")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -56,7 +55,8 @@ class _Slot:
         self.lock = threading.Lock()
         self.queue: deque[_Batch] = deque()
         self.sent = 0  # items sent, written by the feeder thread only
-        self.done = 0  # items answered or failed, written by the listener only
+        self.done = 0  # items answered or failed, written by its reader thread only
+        self.reader: threading.Thread | None = None
 
 
 def _describe_exit(code: int | None) -> str:
@@ -81,8 +81,6 @@ class ProcessPool:
         self._ctx = multiprocessing.get_context(start_method)
         self._slots = [_Slot(i) for i in range(size)]
         self._closing = False
-        self._changed = threading.Event()  # set when a worker was replaced
-        self._listener: threading.Thread | None = None
         self._defs_msg = b""
         self._deliver: Deliver | None = None
         self._name = "papy"
@@ -97,8 +95,6 @@ class ProcessPool:
         self._name = name
         for slot in self._slots:
             self._spawn(slot)
-        self._listener = threading.Thread(target=self._listen, name=f"{name}-listener", daemon=True)
-        self._listener.start()
 
     def _spawn(self, slot: _Slot) -> None:
         """Start a fresh worker in ``slot`` and send it the task definitions."""
@@ -112,7 +108,14 @@ class ProcessPool:
         try:
             parent.send_bytes(self._defs_msg)
         except OSError:
-            pass  # it died at once; the listener sees its sentinel
+            pass  # it died at once; its reader sees EOF
+        slot.reader = threading.Thread(
+            target=self._read,
+            args=(slot, proc, parent),
+            name=f"{self._name}-reader-{slot.index}",
+            daemon=True,
+        )
+        slot.reader.start()
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop every worker: ask politely, then terminate, then kill."""
@@ -135,8 +138,10 @@ class ProcessPool:
             if proc.exitcode is None:
                 proc.kill()
                 proc.join(0.5)
-        if self._listener is not None and self._listener is not threading.current_thread():
-            self._listener.join(1.0)
+        current = threading.current_thread()
+        for slot in self._slots:
+            if slot.reader is not None and slot.reader is not current:
+                slot.reader.join(1.0)
         for slot in self._slots:
             with slot.lock:
                 if slot.conn is not None:
@@ -196,39 +201,22 @@ class ProcessPool:
             self._deliver(failed)
         return keep
 
-    # -- listener side --------------------------------------------------------
-    def _listen(self) -> None:
-        """Read replies and watch for dead workers until shutdown."""
-        while not self._closing:
-            by_conn = {}
-            by_sentinel = {}
-            for slot in self._slots:
-                if slot.conn is not None:
-                    by_conn[slot.conn] = slot
-                    by_sentinel[slot.proc.sentinel] = (slot, slot.proc)
+    # -- reader side ----------------------------------------------------------
+    def _read(self, slot: _Slot, proc: Any, conn: Any) -> None:
+        """Reader thread of one worker: deliver its replies until its pipe closes.
+
+        The parent holds no copy of the child's end of the pipe, so the pipe
+        reads EOF as soon as the worker dies, however it died.
+        """
+        recv = conn.recv_bytes
+        while True:
             try:
-                ready = wait(list(by_conn) + list(by_sentinel), timeout=0.2)
-            except (OSError, ValueError):
-                if self._closing:
-                    return
-                continue
-            for obj in ready:
-                if self._closing:
-                    return
-                slot = by_conn.get(obj)
-                if slot is not None:
-                    if slot.conn is not obj:
-                        continue  # replaced meanwhile
-                    try:
-                        data = obj.recv_bytes()
-                    except (EOFError, OSError):
-                        self._lost(slot)
-                        continue
-                    self._reply(slot, data)
-                else:
-                    slot, proc = by_sentinel[obj]
-                    if slot.proc is proc:  # not replaced meanwhile (fds are reused)
-                        self._lost(slot)
+                data = recv()
+            except (EOFError, OSError):
+                break
+            self._reply(slot, data)
+        if not self._closing and slot.proc is proc:
+            self._lost(slot)
 
     def _reply(self, slot: _Slot, data: bytes) -> None:
         """Deliver one reply of ``slot``'s worker."""
@@ -259,17 +247,7 @@ class ProcessPool:
 
     def _lost(self, slot: _Slot) -> None:
         """``slot``'s worker died: fail (or retry) its current batch, replace it."""
-        with slot.lock:
-            proc, conn = slot.proc, slot.conn
-            # Replies it sent before dying are still in the pipe: take them first.
-            pending = []
-            try:
-                while conn.poll(0):
-                    pending.append(conn.recv_bytes())
-            except (EOFError, OSError):
-                pass
-        for data in pending:
-            self._reply(slot, data)
+        proc, conn = slot.proc, slot.conn
         proc.join(0.5)
         reason = _describe_exit(proc.exitcode)
         pid = proc.pid
