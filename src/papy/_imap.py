@@ -184,63 +184,81 @@ class _Failed:
         self.exc = exc
 
 
+def _read_one(it: Iterator[Any], chained: bool) -> Any:
+    """Next input item; ``_END`` when exhausted; a ``_Failed`` marker when it raised."""
+    try:
+        return next(it)
+    except StopIteration:
+        return _END
+    except BaseException as exc:  # noqa: BLE001 - becomes that item's error
+        if isinstance(exc, SchedulerClosed) or chained:
+            return _Failed(exc)
+        err = InputError(f"the input iterable raised {exc!r}")
+        err.__cause__ = exc
+        return _Failed(err)
+
+
+_END = object()
+
+
 def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize: int) -> None:
     """The feeder thread: read inputs in weave order and submit tasklets.
 
-    Tasklets of one task that may go in flight without waiting are packed into
-    one batch of up to ``chunksize`` (one message to a worker).
+    Per turn of the weave it reads up to ``min(chunksize, turn_left)`` items of
+    the task, *then* takes buffer slots (reading first lets a chained task free
+    the slots of the upstream results it reads), submits as many as it got
+    slots for in one message, and keeps the rest for the next pass. So the
+    input is read at most ``buffer + chunksize`` items ahead of the consumer.
     """
     sched = run.sched
-    submit = run.pool.submit
-    next_task, acquire, take_index = sched.next_task, sched.acquire_slot, sched.submit
-    batch: list[tuple[int, int, Any]] = []
+    send = run.pool.submit
+    next_task, turn_left = sched.next_task, sched.turn_left
+    acquire, submit_many, put_result = sched.acquire_slots, sched.submit_many, sched.put_result
+    kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
     try:
         while True:
             task = next_task()
             if task < 0:
                 break
-            if batch and batch[0][0] != task:
-                submit(batch)
-                batch = []
             if run.stopping and sched.round > run.stop_round and not chained[task]:
+                kept[task] = []
                 sched.input_done(task)
                 continue
-            failed: BaseException | None = None
-            item: Any = None
-            try:
-                item = next(inputs[task])
-            except StopIteration:
-                sched.input_done(task)
-                continue
-            except SchedulerClosed as exc:  # an upstream map was stopped
-                if sched.closed:
+            items = kept[task]
+            want = min(chunksize, turn_left())
+            it, is_chained = inputs[task], chained[task]
+            ended = False
+            while len(items) < want:
+                item = _read_one(it, is_chained)
+                if item is _END:
+                    ended = True
                     break
-                failed = exc
+                items.append(item)
+                if type(item) is _Failed:
+                    if isinstance(item.exc, SchedulerClosed):  # an upstream map was stopped
+                        if sched.closed:
+                            return
+                        ended = True
+                    break  # an error ends this batch, at its position
+            if not items:
                 sched.input_done(task)
-            except BaseException as exc:  # noqa: BLE001 - becomes that item's error
-                failed = exc
-                if not chained[task]:
-                    failed = InputError(f"the input of task {task} raised {exc!r}")
-                    failed.__cause__ = exc
-            if type(item) is _Failed:
-                failed, item = item.exc, None
-            if not acquire(0):
-                if batch:
-                    submit(batch)
-                    batch = []
-                acquire(None)
-            if sched.closed:
-                break
-            index = take_index(task)
-            if failed is not None:
-                sched.put_result(task, index, False, failed)
                 continue
-            batch.append((task, index, item))
-            if len(batch) >= chunksize:
-                submit(batch)
-                batch = []
-        if batch:
-            submit(batch)
+            got = acquire(len(items), 0) or acquire(len(items), None)
+            if sched.closed:
+                return
+            first = submit_many(task, got)
+            batch = []
+            for k in range(got):
+                item = items[k]
+                if type(item) is _Failed:
+                    put_result(task, first + k, False, item.exc)
+                else:
+                    batch.append((task, first + k, item))
+            if batch:
+                send(batch)
+            kept[task] = items[got:]
+            if ended and not kept[task]:
+                sched.input_done(task)
     except SchedulerClosed:
         return
     except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly

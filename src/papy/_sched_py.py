@@ -76,8 +76,8 @@ class Scheduler:
     """Stride weave, buffer accounting and per-task result queues of one map.
 
     Parties: one *feeder* thread (``next_task``, ``input_done``,
-    ``acquire_slot``, ``submit``), any number of *delivering* threads
-    (``put_result``, ``put_many``) and *consumers* (``get_result``).
+    ``acquire_slot(s)``, ``turn_left``, ``submit(_many)``), any number of *delivering* threads
+    (``put_result``, ``put_many``) and *consumers* (``get_result``, ``get_many``).
     """
 
     def __init__(
@@ -246,6 +246,25 @@ class Scheduler:
                 self._feeder_waiting = False
                 self._feeder_wait += monotonic() - started
 
+    def acquire_slots(self, n: int, timeout: float | None = None) -> int:
+        """Take up to ``n`` free buffer slots; wait (like ``acquire_slot``) only if none is free.
+
+        Returns how many were taken: 0 only if ``timeout`` passed first.
+        """
+        _check_int("n", n, 1)
+        if not self.acquire_slot(timeout):
+            return 0
+        with self._mutex:
+            extra = min(n - 1, self._buffer - self._used)
+            self._used += extra
+            self._held += extra
+            return 1 + extra
+
+    def turn_left(self) -> int:
+        """Tasklets the current task may still submit in this turn of the weave."""
+        with self._mutex:
+            return self._stride - self._repeat
+
     def submit(self, task: int) -> int:
         """Record a tasklet of ``task`` (a slot must be held); return its index.
 
@@ -270,6 +289,38 @@ class Scheduler:
             if self._repeat >= self._stride:
                 self._advance()
             return index
+
+    def submit_many(self, task: int, n: int) -> int:
+        """Record ``n`` tasklets of ``task`` at once (``n`` slots held, ``n <= turn_left()``).
+
+        Returns the index of the first; the others follow it.
+        """
+        self._check_task(task)
+        _check_int("n", n, 1)
+        with self._mutex:
+            if self._held < n:
+                raise RuntimeError("submit_many() needs n buffer slots from acquire_slots()")
+            if task != self._turn or self._input_done[task]:
+                raise ValueError(f"task {task} is not the task whose turn it is ({self._turn})")
+            if n > self._stride - self._repeat:
+                raise ValueError(f"n must be <= turn_left() ({self._stride - self._repeat}), got {n}")
+            first = self._submitted[task]
+            skipped = self._skipped[task]
+            pending = self._pending[task]
+            live = 0
+            for index in range(first, first + n):
+                pending.add(index)
+                if index not in skipped:
+                    live += 1
+            self._held -= n
+            self._submitted[task] = first + n
+            self._in_flight += n
+            self._task_in_flight[task] += n
+            self._live[task] += live
+            self._repeat += n
+            if self._repeat >= self._stride:
+                self._advance()
+            return first
 
     # -- delivering side ------------------------------------------------------
     def _store(self, task: int, index: int, ok: bool, value: Any) -> None:
@@ -422,6 +473,24 @@ class Scheduler:
                         return got
             finally:
                 self._consumer_wait += monotonic() - started
+
+    def get_many(self, task: int, n: int, timeout: float | None = None) -> list[tuple[int, int, Any]]:
+        """Like ``get_result``, then also take up to ``n - 1`` more results already there.
+
+        Returns a non-empty list; a ``FINISHED`` entry only ever comes alone.
+        """
+        _check_int("n", n, 1)
+        first = self.get_result(task, timeout)
+        out = [first]
+        if first[0] == FINISHED or n == 1:
+            return out
+        with self._mutex:
+            while len(out) < n:
+                got = self._take(task)
+                if got is None or got[0] == FINISHED:
+                    break
+                out.append(got)
+        return out
 
     def task_finished(self, task: int) -> bool:
         """True once ``task`` has handed out (or skipped) all of its results."""
