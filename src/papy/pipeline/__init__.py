@@ -1,0 +1,33 @@
+"""Flow-based pipelines: Worker -> Piper -> Dagger -> Plumber.
+
+* :class:`Worker`: a composition of functions; turns exceptions into
+  :class:`WorkerError` values.
+* :class:`Piper`: a node; evaluates a Worker over its inputs, linearly or on a
+  :class:`papy.IMap`.
+* :class:`Dagger`: the directed acyclic graph of Pipers and pipes.
+* :class:`Plumber`: runs a Dagger (``start``, ``run``, ``wait``, ``pause``,
+  ``stop``, ``stats``) and draws it (``to_dot``, ``to_mermaid``).
+* :mod:`papy.pipeline.util`: ready-made worker functions.
+
+See docs/pipelines.md.
+"""
+
+from __future__ import annotations
+
+from .errors import DaggerError, PiperError, PlumberError, WorkerError
+from .graph import Dagger
+from .piper import Piper
+from .plumber import Plumber
+from .worker import Batch, Worker
+
+__all__ = [
+    "Worker",
+    "Batch",
+    "Piper",
+    "Dagger",
+    "Plumber",
+    "WorkerError",
+    "PiperError",
+    "DaggerError",
+    "PlumberError",
+]

@@ -1,0 +1,734 @@
+"""Piper: one node of a pipeline, a Worker evaluated over the items of its inputs.
+
+How the items of one Piper flow (``stride`` is the IMap's stride, 1 for a
+linear Piper)::
+
+    upstream Pipers (tees) / iterables
+        │ _Inbox: zip, one list per position (the inbox)
+        │ _Consume (consume > 1): ``consume`` inboxes in one Batch
+        ▼
+    spawn x task: IMap.add_task(worker, inbox) or, linear, worker(inbox) in the reading thread
+        │ _Results: an exception raised by the IMap at a position becomes a WorkerError
+        ▼
+    _Outbox: the spawn tasks chained stride-wise, fresh errors stamped with the Piper's
+        │ name and the position; produce > 1: each result split (or repeated) into
+        │ ``produce`` items, interleaved stride-wise
+        ▼
+    Piper.__next__: counts, tracking, ``debug`` raising
+        │ _Tee: one queue per downstream consumer (thread-safe)
+        ▼
+    downstream Pipers / the Plumber
+
+Errors are values (:class:`WorkerError`) that keep their position. An exception
+*raised* by an upstream Piper (a ``debug`` Piper, or a broken IMap) is raised
+again by every downstream Piper at the same position, so it reaches whoever
+reads the pipeline's outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from .._errors import DeadlockError, InputError, SchedulerClosed, WorkerLostError
+from .errors import PiperError, WorkerError
+from .worker import Batch, Worker
+
+__all__ = ["Piper"]
+
+_names = itertools.count()
+
+
+class _Propagate(Exception):
+    """Carries an exception *raised* by an upstream Piper to the same position downstream."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(exc)
+        self.exc = exc
+
+
+class _Raised:
+    """A raised exception stored at a position (in a tee queue or a block)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    """Errors that break an IMap as a whole rather than one item."""
+    return isinstance(exc, (SchedulerClosed, DeadlockError)) or type(exc) is RuntimeError
+
+
+def _what(exc: BaseException) -> str:
+    from .._errors import timeout_error_class
+
+    if isinstance(exc, timeout_error_class()):
+        return "<timeout>"
+    if isinstance(exc, WorkerLostError):
+        return "<worker lost>"
+    if isinstance(exc, InputError):
+        return "<input>"
+    return f"<{type(exc).__name__}>"
+
+
+class _Source:
+    """A plain iterable connected to a Piper; ``stop()`` ends it (Dagger.stop)."""
+
+    __slots__ = ("_it", "stopped")
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        self._it = iter(iterable)
+        self.stopped = False
+
+    def __iter__(self) -> _Source:
+        return self
+
+    def __next__(self) -> Any:
+        if self.stopped:
+            raise StopIteration
+        return next(self._it)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _Tee:
+    """Hands every item of one Piper to each of its consumers, from any thread.
+
+    A consumer whose queue is empty pulls the next item from the Piper (one
+    puller at a time; the others wait for it or read their own queue, so a
+    consumer that is behind never waits for one that is ahead).
+    """
+
+    _PULL = object()
+
+    def __init__(self, piper: Piper) -> None:
+        self._piper = piper
+        self._queues: list[deque[Any] | None] = []
+        self._cond = threading.Condition()
+        self._pulling = False
+        self._done = False
+
+    def add(self) -> _TeeHandle:
+        with self._cond:
+            self._queues.append(deque())
+            return _TeeHandle(self, len(self._queues) - 1)
+
+    def remove(self, index: int) -> None:
+        with self._cond:
+            self._queues[index] = None
+            self._cond.notify_all()
+
+    def get(self, index: int) -> Any:
+        cond = self._cond
+        with cond:
+            while True:
+                queue = self._queues[index]
+                if queue is None:
+                    raise StopIteration
+                if queue:
+                    item = queue.popleft()
+                    break
+                if self._done:
+                    raise StopIteration
+                if not self._pulling:
+                    self._pulling = True
+                    item = self._PULL
+                    break
+                cond.wait(0.05)
+        if item is not self._PULL:
+            if type(item) is _Raised:
+                raise item.exc
+            return item
+        stored: Any
+        try:
+            value = next(self._piper)
+            stored = value
+        except StopIteration:
+            with cond:
+                self._pulling = False
+                self._done = True
+                cond.notify_all()
+            raise
+        except Exception as exc:  # noqa: BLE001 - raised again to every consumer
+            stored = _Raised(exc)
+            value = None
+        except BaseException:
+            with cond:
+                self._pulling = False
+                cond.notify_all()
+            raise
+        with cond:
+            self._pulling = False
+            for i, queue in enumerate(self._queues):
+                if i != index and queue is not None:
+                    queue.append(stored)
+            cond.notify_all()
+        if type(stored) is _Raised:
+            raise stored.exc
+        return value
+
+
+class _TeeHandle:
+    __slots__ = ("tee", "index")
+
+    def __init__(self, tee: _Tee, index: int) -> None:
+        self.tee = tee
+        self.index = index
+
+    def __iter__(self) -> _TeeHandle:
+        return self
+
+    def __next__(self) -> Any:
+        return self.tee.get(self.index)
+
+
+class _Inbox:
+    """Zips the inputs of a Piper: one list per position, one entry per input.
+
+    Every input is read at every position, even after one of them ended, so
+    shared upstreams stay in step; the zip ends when any input ends. An
+    exception raised by an input iterable becomes a WorkerError at that
+    position; one raised by an upstream Piper is raised again (``_Propagate``).
+    """
+
+    def __init__(self, piper: Piper, sources: list[tuple[Iterator[Any], bool]]) -> None:
+        self._piper = piper
+        self._sources = sources
+        self._done = False
+
+    def __iter__(self) -> _Inbox:
+        return self
+
+    def __next__(self) -> list[Any]:
+        if self._done:
+            raise StopIteration
+        row: list[Any] = []
+        stopped = False
+        raised: BaseException | None = None
+        for source, from_piper in self._sources:
+            try:
+                item = next(source)
+            except StopIteration:
+                stopped = True
+                continue
+            except Exception as exc:  # noqa: BLE001 - keeps its position
+                if from_piper:
+                    if raised is None:
+                        raised = exc
+                    item = None
+                else:
+                    item = WorkerError(exc, function="<input>")
+            row.append(item)
+        if stopped:
+            self._done = True
+            raise StopIteration
+        self._piper._n_in += 1
+        if raised is not None:
+            raise _Propagate(raised)
+        return row
+
+
+class _Consume:
+    """Gathers ``n`` inboxes into one Batch; with ``stride`` s the block of
+    ``n*s`` inboxes is dealt out round robin (Batch j gets inboxes j, j+s, ...),
+    which regroups what a ``produce=n`` Piper of the same stride split."""
+
+    def __init__(self, rows: Iterator[Any], n: int, stride: int) -> None:
+        self._rows = rows
+        self._n = n
+        self._stride = stride
+        self._ready: deque[Any] = deque()
+        self._done = False
+
+    def __iter__(self) -> _Consume:
+        return self
+
+    def __next__(self) -> Batch:
+        if not self._ready:
+            if self._done:
+                raise StopIteration
+            batches = [Batch() for _ in range(self._stride)]
+            for _ in range(self._n):
+                for batch in batches:
+                    try:
+                        row = next(self._rows)
+                    except StopIteration:
+                        self._done = True
+                        break
+                    except _Propagate as p:
+                        row = _Raised(p)
+                    batch.append(row)
+                if self._done:
+                    break
+            self._ready.extend(b for b in batches if b)
+            if not self._ready:
+                raise StopIteration
+        batch = self._ready.popleft()
+        for row in batch:
+            if type(row) is _Raised:
+                raise row.exc
+        return batch
+
+
+class _Apply:
+    """A linear task: the Worker applied in the thread that reads it."""
+
+    __slots__ = ("_worker", "_inbox")
+
+    def __init__(self, worker: Worker, inbox: Iterator[Any]) -> None:
+        self._worker = worker
+        self._inbox = inbox
+
+    def __iter__(self) -> _Apply:
+        return self
+
+    def __next__(self) -> Any:
+        return self._worker(next(self._inbox))
+
+
+class _Results:
+    """The results of one task; an exception raised at a position becomes a WorkerError."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: Iterator[Any]) -> None:
+        self._task = task
+
+    def __iter__(self) -> _Results:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._task)
+        except (StopIteration, _Propagate):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            cause = exc.__cause__
+            if isinstance(exc, InputError) and isinstance(cause, _Propagate):
+                raise cause from None
+            if isinstance(exc, InputError) and isinstance(cause, WorkerError):
+                return cause
+            if _is_fatal(exc):
+                raise
+            return WorkerError(exc, function=_what(exc))
+
+
+class _Outbox:
+    """Chains the spawn tasks stride-wise, stamps fresh errors, splits for produce."""
+
+    def __init__(
+        self, piper: Piper, tasks: list[Iterator[Any]], stride: int, produce: int, repeat: bool
+    ) -> None:
+        self._piper = piper
+        self._tasks = tasks
+        self._alive = [True] * len(tasks)
+        self._n_alive = len(tasks)
+        self._stride = stride
+        self._turn = 0
+        self._taken = 0
+        self._produce = produce
+        self._repeat = repeat
+        self._pending: deque[Any] = deque()
+        self._done = False
+        self.n_eval = 0
+
+    def _advance(self) -> None:
+        self._turn = (self._turn + 1) % len(self._tasks)
+        self._taken = 0
+
+    def _count(self) -> int:
+        self._taken += 1
+        if self._taken >= self._stride:
+            self._advance()
+        index = self.n_eval
+        self.n_eval += 1
+        return index
+
+    def _evaluate(self) -> Any:
+        """The next result of the chained tasks, fresh errors stamped."""
+        while self._n_alive:
+            turn = self._turn
+            if not self._alive[turn]:
+                self._advance()
+                continue
+            try:
+                value = next(self._tasks[turn])
+            except StopIteration:
+                self._alive[turn] = False
+                self._n_alive -= 1
+                self._advance()
+                continue
+            except _Propagate:
+                self._count()
+                raise
+            index = self._count()
+            if isinstance(value, WorkerError) and value.piper is None:
+                value.piper = self._piper.name
+                value.index = index
+                self._piper._n_failed += 1
+            return value
+        raise StopIteration
+
+    def _split(self, value: Any) -> Any:
+        n = self._produce
+        if isinstance(value, WorkerError) or self._repeat:
+            return value
+        problem = None
+        if not isinstance(value, Sequence):
+            try:
+                value = tuple(value)
+            except TypeError:
+                problem = f"got {type(value).__name__}"
+        if problem is None and len(value) < n:
+            problem = f"got {len(value)} items"
+        if problem is None:
+            return value
+        piper = self._piper
+        piper._n_failed += 1
+        return WorkerError(
+            ValueError(f"a Piper with produce={n} needs a sequence of at least {n} items, {problem}"),
+            function=piper.worker.__name__,
+            piper=piper.name,
+            index=self.n_eval - 1,
+        )
+
+    def __iter__(self) -> _Outbox:
+        return self
+
+    def __next__(self) -> Any:
+        if self._produce == 1:
+            return self._evaluate()
+        pending = self._pending
+        if not pending:
+            if self._done:
+                raise StopIteration
+            block: list[Any] = []
+            for _ in range(self._stride):
+                try:
+                    value = self._split(self._evaluate())
+                except StopIteration:
+                    self._done = True
+                    break
+                except _Propagate as p:
+                    value = _Raised(p)
+                block.append(value)
+            if not block:
+                raise StopIteration
+            for rep in range(self._produce):
+                for value in block:
+                    if self._repeat or isinstance(value, (WorkerError, _Raised)):
+                        pending.append(value)
+                    else:
+                        pending.append(value[rep])
+        item = pending.popleft()
+        if type(item) is _Raised:
+            raise item.exc
+        return item
+
+
+def _check_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+class Piper:
+    """``Piper(worker, parallel=False, consume=1, produce=1, spawn=1, timeout=None,
+    branch=None, debug=False, name=None, track=False, repeat=False)``: a node of a pipeline.
+
+    * ``worker``: a Worker, a callable, a sequence of callables (made into a
+      Worker), or a Piper (its Worker is reused).
+    * ``parallel``: an :class:`papy.IMap` to evaluate the Worker on (several
+      Pipers may share one), or False for a *linear* Piper, evaluated lazily in
+      whichever thread reads it.
+    * ``consume``: inboxes given to one call of the Worker (as a Batch, a list
+      of ``consume`` inboxes); ``produce``: items made from one result (the
+      result must be a sequence of at least ``produce`` items, or with
+      ``repeat=True`` the result is repeated); ``spawn``: copies of the Worker
+      added as separate tasks over the same inbox, their results re-chained in
+      order. With the IMap's stride s > 1, consume and produce deal items out
+      in blocks of s (see docs/pipelines.md).
+    * ``timeout``: seconds to wait for each result (parallel Pipers only); a
+      late item is skipped for good (the IMap's ``skip`` is switched on) and a
+      WorkerError with papy's TimeoutError takes its place.
+    * ``branch``: a sortable key; orders the inputs of a join and the inputs
+      of a Dagger (see :class:`Dagger`).
+    * ``debug``: raise a failed item's WorkerError from ``next()`` instead of
+      returning it.
+    * ``track``: keep every item handed out in ``self.tracked`` (position -> item).
+    """
+
+    def __init__(
+        self,
+        worker: Any,
+        parallel: Any = False,
+        consume: int = 1,
+        produce: int = 1,
+        spawn: int = 1,
+        timeout: float | None = None,
+        branch: Any = None,
+        debug: bool = False,
+        name: str | None = None,
+        track: bool = False,
+        repeat: bool = False,
+    ) -> None:
+        from .._imap import IMap
+
+        if isinstance(worker, Piper):
+            worker = worker.worker
+        elif not isinstance(worker, Worker):
+            worker = Worker(worker)
+        if parallel is None or parallel is False:
+            parallel = False
+        elif not isinstance(parallel, IMap):
+            raise TypeError(f"parallel must be an IMap or False, got {type(parallel).__name__}")
+        self.worker: Worker = worker
+        self.imap = parallel or None
+        self.consume = _check_int("consume", consume)
+        self.produce = _check_int("produce", produce)
+        self.spawn = _check_int("spawn", spawn)
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0:
+                raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+            if self.imap is None:
+                raise ValueError("timeout needs a parallel Piper: a linear Piper cannot abandon an item")
+            timeout = float(timeout)
+        self.timeout = timeout
+        self.branch = branch
+        self.debug = bool(debug)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        self.name = name if name is not None else f"{worker.__name__}_{next(_names)}"
+        self.track = bool(track)
+        self.repeat = bool(repeat)
+        self.tracked: dict[int, Any] = {}
+        self.connected = False
+        self.started = False
+        self.finished = False
+        self.failure: BaseException | None = None
+        self._tee: _Tee | None = None
+        self._inputs: list[Any] = []
+        self._handles: list[tuple[Piper, _TeeHandle]] = []
+        self._sources: list[_Source] = []
+        self._task_ids: list[int] = []
+        self._outbox: _Outbox | None = None
+        self._reset_counts()
+
+    @property
+    def parallel(self) -> Any:
+        """The IMap of a parallel Piper, False for a linear one."""
+        return self.imap if self.imap is not None else False
+
+    def _reset_counts(self) -> None:
+        self._n_in = 0
+        self._n_out = 0
+        self._n_errors = 0
+        self._n_failed = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts of the current (or last) run: inboxes read (``in``), items handed
+        out (``out``), error items among them (``errors``) and the errors that
+        started here (``failed``)."""
+        return {"in": self._n_in, "out": self._n_out, "errors": self._n_errors, "failed": self._n_failed}
+
+    @property
+    def inputs(self) -> list[Any]:
+        """What the Piper is connected to (Pipers and iterables), in inbox order."""
+        return list(self._inputs)
+
+    # -- lifecycle ------------------------------------------------------------
+    def connect(self, inbox: Sequence[Any]) -> Piper:
+        """Connect to ``inbox``, a list with one input per upstream pipe.
+
+        An input is an upstream Piper or any iterable. For a parallel Piper this
+        adds its tasks to the IMap, which must not be started yet. Returns self.
+        """
+        if self.connected:
+            raise PiperError(f"Piper {self.name!r} is already connected; disconnect() it first")
+        if self.started:
+            raise PiperError(f"Piper {self.name!r} is started")
+        if self.imap is not None and self.imap.started:
+            raise PiperError(
+                f"the IMap of Piper {self.name!r} is already started: connect every Piper "
+                "that shares an IMap before starting any of them"
+            )
+        if not isinstance(inbox, (list, tuple)) or not inbox:
+            raise TypeError("connect() takes a non-empty list of inputs (Pipers or iterables), one per pipe")
+        sources: list[tuple[Iterator[Any], bool]] = []
+        handles: list[tuple[Piper, _TeeHandle]] = []
+        plain: list[_Source] = []
+        for x in inbox:
+            if isinstance(x, Piper):
+                if x is self:
+                    raise PiperError(f"Piper {self.name!r} cannot be its own input")
+                if not x.connected:
+                    raise PiperError(f"upstream Piper {x.name!r} must be connected before {self.name!r}")
+                handle = x._tee_handle()
+                handles.append((x, handle))
+                sources.append((handle, True))
+            else:
+                try:
+                    source = _Source(x)
+                except TypeError:
+                    for up, h in handles:
+                        up._drop_handle(h)
+                    raise TypeError(f"an input must be a Piper or an iterable, got {type(x).__name__}") from None
+                plain.append(source)
+                sources.append((source, False))
+        self._reset_counts()
+        self.tracked = {}
+        self.failure = None
+        stride = self.imap.stride if self.imap is not None else 1
+        rows: Iterator[Any] = _Inbox(self, sources)
+        if self.consume > 1:
+            rows = _Consume(rows, self.consume, stride)
+        tasks: list[Iterator[Any]] = []
+        if self.imap is not None:
+            if self.timeout is not None:
+                self.imap.skip = True
+            self._task_ids = []
+            for _ in range(self.spawn):
+                it = self.imap.add_task(self.worker, rows, timeout=self.timeout)
+                self._task_ids.append(it.task)
+                tasks.append(_Results(it))
+        else:
+            tasks = [_Results(_Apply(self.worker, rows)) for _ in range(self.spawn)]
+        self._outbox = _Outbox(self, tasks, stride, self.produce, self.repeat)
+        self._inputs = list(inbox)
+        self._handles = handles
+        self._sources = plain
+        self.connected = True
+        self.finished = False
+        return self
+
+    __call__ = connect
+
+    def _tee_handle(self) -> _TeeHandle:
+        if self._tee is None:
+            self._tee = _Tee(self)
+        return self._tee.add()
+
+    def _drop_handle(self, handle: _TeeHandle) -> None:
+        if self._tee is not None and handle.tee is self._tee:
+            self._tee.remove(handle.index)
+
+    def _mark_started(self) -> None:
+        if not self.connected:
+            raise PiperError(f"Piper {self.name!r} is not connected; connect() it first")
+        self.started = True
+        self.finished = False
+
+    def start(self) -> Piper:
+        """Start the Piper (and its IMap; with a shared IMap, connect all its Pipers first)."""
+        self._mark_started()
+        if self.imap is not None:
+            self.imap.start()
+        return self
+
+    def _end_inputs(self) -> None:
+        """Make the plain iterables this Piper reads end now (a graceful stop)."""
+        for source in self._sources:
+            source.stop()
+
+    def stop(self, forced: bool = False) -> None:
+        """Stop the Piper and its IMap (which stops every Piper sharing it).
+
+        A Piper that has not handed out all its items yet needs ``forced=True``.
+        """
+        if not self.started:
+            raise PiperError(f"Piper {self.name!r} is not started")
+        if not self.finished and not forced:
+            raise PiperError(
+                f"Piper {self.name!r} has not finished; stop(forced=True) stops it early"
+            )
+        if forced:
+            self._end_inputs()
+        if self.imap is not None:
+            self.imap.stop()
+        self.started = False
+
+    def disconnect(self, forced: bool = False) -> None:
+        """Forget the inputs (and remove the Piper's tasks from its stopped IMap)."""
+        if not self.connected:
+            raise PiperError(f"Piper {self.name!r} is not connected")
+        if self.started:
+            raise PiperError(f"Piper {self.name!r} is started; stop() it first")
+        imap = self.imap
+        if imap is not None:
+            if imap.started:
+                raise PiperError(f"the IMap of Piper {self.name!r} is running; stop it first")
+            n = imap.n_tasks
+            if n and self._task_ids and self._task_ids[-1] < n:
+                if self._task_ids[-1] == n - 1:
+                    imap.pop_task(len(self._task_ids))
+                elif forced:
+                    imap.pop_task(True)
+                else:
+                    raise PiperError(
+                        f"Piper {self.name!r} is not the last Piper added to its IMap; "
+                        "disconnect the later ones first, or use forced=True"
+                    )
+        for up, handle in self._handles:
+            up._drop_handle(handle)
+        self._handles = []
+        self._sources = []
+        self._inputs = []
+        self._task_ids = []
+        self._outbox = None
+        self._tee = None
+        self.connected = False
+
+    # -- iteration --------------------------------------------------------------
+    def __iter__(self) -> Piper:
+        return self
+
+    def __next__(self) -> Any:
+        outbox = self._outbox
+        if outbox is None or not self.started:
+            raise PiperError(f"Piper {self.name!r} is not started")
+        if self.failure is not None:
+            raise StopIteration
+        raised: BaseException | None = None
+        try:
+            item = next(outbox)
+        except StopIteration:
+            self.finished = True
+            raise
+        except _Propagate as p:
+            self._n_out += 1
+            raised = p.exc
+        except Exception as exc:
+            if _is_fatal(exc):
+                self.failure = exc
+                self.finished = True
+            raise
+        if raised is not None:
+            raise raised  # outside the except block: no chained context
+        position = self._n_out
+        self._n_out += 1
+        if self.track:
+            self.tracked[position] = item
+        if isinstance(item, WorkerError):
+            self._n_errors += 1
+            if self.debug:
+                if item.__cause__ is None:
+                    item.__cause__ = item.exception
+                raise item
+        return item
+
+    def next(self) -> Any:
+        """The next item (a value or a WorkerError); ``StopIteration`` at the end."""
+        return self.__next__()
+
+    def __repr__(self) -> str:
+        return f"Piper({self.name!r})"
