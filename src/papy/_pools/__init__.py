@@ -53,15 +53,37 @@ NEEDS_PICKLE = {"process"}
 
 
 def make_pool(config: PoolConfig) -> Any:
-    """Build the pool for ``config``."""
-    if config.remote:
-        raise NotImplementedError(
-            "worker_remote: RPyC remote workers are not available in this version of papy"
-        )
-    if config.worker_type == "thread":
-        from .thread import ThreadPool
+    """Build the pool for ``config``.
 
-        return ThreadPool(config.worker_num)
-    from .process import ProcessPool
+    * ``worker_type == 'executor'``: an :class:`~papy._pools.executor.ExecutorPool`
+      over ``options['executor']`` (any ``concurrent.futures.Executor``);
+    * remote slots only (``worker_num == 0``): a :class:`~papy._pools.remote.RemotePool`;
+    * local workers and remote slots: a :class:`~papy._pools.composite.CompositePool`
+      dispatching each batch to the less loaded of the two;
+    * otherwise the local thread or process pool.
+    """
+    options = config.options if isinstance(config.options, dict) else {}
+    if config.worker_type == "executor":
+        from .executor import ExecutorPool
 
-    return ProcessPool(config.worker_num, config.start_method, config.retries)
+        return ExecutorPool(options.get("executor"), config.worker_num, config.retries)
+    local: Any = None
+    if config.worker_num > 0 or not config.remote:
+        if config.worker_type == "thread":
+            from .thread import ThreadPool
+
+            local = ThreadPool(config.worker_num)
+        else:
+            from .process import ProcessPool
+
+            local = ProcessPool(config.worker_num, config.start_method, config.retries)
+    if not config.remote:
+        return local
+    from .remote import RemotePool
+
+    remote = RemotePool(config.remote, config.retries, options.get("remote_ssl"))
+    if local is None:
+        return remote
+    from .composite import CompositePool
+
+    return CompositePool(local, remote)

@@ -1,0 +1,666 @@
+"""Remote workers: one RPyC connection per remote slot.
+
+A ``worker_remote`` entry ``(host, n)`` opens ``n`` connections to the server at
+``host``; each connection is one *slot*, the remote counterpart of a local
+worker. Two kinds of server are understood, told apart at connection time:
+
+* papy's own server (``python -m papy.remote serve``, service ``PAPYWORKER``),
+  which exposes only ``hello``, ``define`` and ``run``;
+* a stock RPyC classic server (``rpyc_classic``, service ``SLAVE``), into which
+  the evaluating half (:mod:`papy.remote._worker`, standard library only) is
+  executed once per connection.
+
+Data flow::
+
+    feeder ── submit(batch) ──► least-loaded live slot's queue
+    slot sender thread ── async run(pickled batch) ──► server (at most PIPELINE_DEPTH in flight)
+    slot receiver thread ◄── reply (pickled results) ── conn.serve() ── deliver()
+        └ connection lost: the oldest unanswered batch fails with WorkerLostError
+          (or is re-run elsewhere while ``retries`` allow), the slot's other
+          batches go to the remaining slots (or, in a composite pool, to the
+          local workers); with no slot left they fail.
+
+Each task's function travels once per connection, pickled (``TaskDef.payload``);
+items and results travel as pickled bytes. Runs are asynchronous requests with
+no expiry, so RPyC's synchronous request timeout applies only to the handshake.
+rpyc is imported when a pool is started, never at ``import papy``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from .._errors import PapyError, SerializationError, TaskletAbortedError, WorkerLostError
+from .._serialize import PROTOCOL, dumps, dumps_function, revive
+from . import Deliver, TaskDefs
+
+__all__ = [
+    "RemotePool",
+    "RemoteConnectionError",
+    "Link",
+    "connect",
+    "ssl_context",
+    "SSL_KEYS",
+]
+
+#: seconds to open a TCP connection (and finish the TLS handshake)
+CONNECT_TIMEOUT = 10.0
+#: seconds for the handshake requests (hello, define); runs have no timeout
+REQUEST_TIMEOUT = 30.0
+#: batches sent to one slot before its first one is answered
+PIPELINE_DEPTH = 2
+#: larger batches are sent only to an idle slot (see RemotePool._slot_loop)
+PIPELINE_MAX_BYTES = 64 * 1024
+#: keys accepted in ``IMap(remote_ssl=...)``
+SSL_KEYS = frozenset({"keyfile", "certfile", "ca_certs", "check_hostname", "server_hostname"})
+
+_PAPY_SERVICE = "PAPYWORKER"
+_CLASSIC_SERVICES = ("SLAVE", "CLASSIC")
+_WIRE_VERSION = 1
+
+
+class RemoteConnectionError(PapyError, ConnectionError):
+    """A remote worker could not be reached or refused the connection.
+
+    ``host`` and ``port`` name the server; the original error is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, host: str | None = None, port: int | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+
+
+# -- connecting ---------------------------------------------------------------
+def ssl_context(options: Mapping[str, Any]) -> Any:
+    """A client ``ssl.SSLContext`` from ``IMap(remote_ssl=...)`` options.
+
+    ``ca_certs``: the CA file that signed the servers' certificates (default:
+    the system's CAs); ``certfile``/``keyfile``: this client's certificate and
+    key, for servers that require client certificates; ``check_hostname``
+    (default True): the server certificate must name the host connected to.
+    """
+    import ssl
+
+    if not isinstance(options, Mapping):
+        raise TypeError(f"remote_ssl must be a mapping, got {type(options).__name__}")
+    unknown = set(options) - SSL_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown remote_ssl keys {sorted(unknown)}; allowed: {sorted(SSL_KEYS)}"
+        )
+    certfile, keyfile = options.get("certfile"), options.get("keyfile")
+    if keyfile is not None and certfile is None:
+        raise ValueError("remote_ssl: 'keyfile' needs 'certfile'")
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=options.get("ca_certs"))
+    if certfile is not None:
+        ctx.load_cert_chain(certfile, keyfile)
+    ctx.check_hostname = bool(options.get("check_hostname", True))
+    return ctx
+
+
+def _worker_source() -> str:
+    from ..remote import _worker
+
+    with open(_worker.__file__, encoding="utf-8") as f:
+        return f.read()
+
+
+class Link:
+    """One handshaken connection to a remote worker."""
+
+    def __init__(self, host: str, port: int, conn: Any, sock: socket.socket, kind: str) -> None:
+        self.host = host
+        self.port = port
+        self.conn = conn
+        self.sock = sock
+        self.kind = kind  # "papy" or "classic"
+        self.pid = 0
+        self.hostname = ""
+        self.python: tuple[int, ...] = ()
+        self.define: Callable[[int, bytes], None] = lambda task, payload: None
+        self.run: Callable[[bytes], Any] = lambda data: None  # returns an rpyc AsyncResult
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def abort(self) -> None:
+        """Cut the connection at once (wakes a thread blocked reading it)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the connection; never blocks on a busy server."""
+        self.abort()
+        try:
+            self.conn.close()
+        except BaseException:  # noqa: BLE001 - it is going away anyway
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _configure(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+            except OSError:
+                pass
+
+
+def connect(
+    host: str,
+    port: int,
+    ssl: Any = None,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+) -> Link:
+    """Connect to the remote worker at ``host:port`` and shake hands.
+
+    ``ssl`` is an ``ssl.SSLContext`` (see :func:`ssl_context`) or None. Raises
+    :class:`RemoteConnectionError` naming the server on any failure.
+    """
+    import rpyc
+    from rpyc.core.service import VoidService
+    from rpyc.core.stream import SocketStream
+    from rpyc.utils.factory import connect_stream
+
+    where = f"{host}:{port}"
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    try:
+        raw = socket.create_connection((host, port), timeout)
+    except OSError as exc:
+        raise RemoteConnectionError(
+            f"cannot connect to remote worker {where}: {exc}", host, port
+        ) from exc
+    sock: socket.socket = raw
+    conn = None
+    try:
+        _configure(raw)
+        if ssl is not None:
+            sock = ssl.wrap_socket(raw, server_hostname=server_hostname or host)
+        sock.settimeout(None)
+        config = {
+            "sync_request_timeout": REQUEST_TIMEOUT,
+            "allow_pickle": False,
+            "allow_public_attrs": False,
+            "allow_all_attrs": False,
+            "allow_setattr": False,
+            "allow_delattr": False,
+            "import_custom_exceptions": False,
+            "instantiate_custom_exceptions": False,
+            "bind_threads": False,
+        }
+        conn = connect_stream(SocketStream(sock), VoidService, config)
+        root = conn.root
+        service = str(root.get_service_name())
+        if service == _PAPY_SERVICE:
+            link = Link(host, port, conn, sock, "papy")
+            hello, link.define, run = root.hello, root.define, root.run
+        elif service in _CLASSIC_SERVICES:
+            link = Link(host, port, conn, sock, "classic")
+            root.execute(_worker_source())
+            root.execute("_papy_worker = Worker()")
+            hello = root.eval("_papy_worker.hello")
+            link.define = root.eval("_papy_worker.define")
+            run = root.eval("_papy_worker.run")
+        else:
+            raise RemoteConnectionError(
+                f"{where} serves the RPyC service {service!r}, not papy's worker "
+                f"({_PAPY_SERVICE}) or a classic server (SLAVE)",
+                host,
+                port,
+            )
+        info = tuple(hello())
+        if not info or info[0] != _WIRE_VERSION:
+            raise RemoteConnectionError(
+                f"remote worker {where} speaks wire version {info[:1]}, this papy speaks "
+                f"{_WIRE_VERSION}: install the same papy version on both sides",
+                host,
+                port,
+            )
+        link.pid, link.hostname, link.python = int(info[1]), str(info[2]), tuple(info[3])
+        link.run = rpyc.async_(run)
+        link._keep = run  # type: ignore[attr-defined]  # rpyc caches async_ wrappers weakly
+        return link
+    except BaseException as exc:
+        if conn is not None:
+            Link(host, port, conn, sock, "").close()
+        else:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        if isinstance(exc, RemoteConnectionError):
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        raise RemoteConnectionError(
+            f"cannot use remote worker {where}: {_describe(exc)}", host, port
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the connection was closed by the server (refused, or it died)"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+# -- the pool -----------------------------------------------------------------
+class _Batch:
+    """A batch assigned to a slot: its items (for a fallback), ids and bytes."""
+
+    __slots__ = ("items", "ids", "data", "tries", "answered")
+
+    def __init__(self, items: list[Any], ids: list[tuple[int, int]], data: bytes, tries: int = 0):
+        self.items = items
+        self.ids = ids
+        self.data = data
+        self.tries = tries
+        self.answered = False
+
+    def again(self, tries: int) -> _Batch:
+        return _Batch(self.items, self.ids, self.data, tries)
+
+
+class _Slot:
+    """One connection: its queue, its batches in flight and its thread."""
+
+    __slots__ = ("index", "host", "port", "link", "queue", "outstanding", "load", "dead",
+                 "woken", "wake_r", "wake_w", "thread")
+
+    def __init__(self, index: int, host: str, port: int) -> None:
+        self.index = index
+        self.host = host
+        self.port = port
+        self.link: Link | None = None
+        self.queue: deque[_Batch] = deque()  # assigned, not sent
+        self.outstanding: deque[_Batch] = deque()  # sent, not answered (oldest first)
+        self.load = 0  # items queued or outstanding
+        self.dead = False
+        self.woken = False  # a wake-up byte is in the pipe
+        self.wake_r = -1  # the slot thread's wake-up pipe
+        self.wake_w = -1
+        self.thread: threading.Thread | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class RemotePool:
+    """Remote slots: ``remote`` is a sequence of ``(host, port, n)``."""
+
+    kind = "remote"
+
+    def __init__(
+        self,
+        remote: tuple[tuple[str, int, int], ...],
+        retries: int = 0,
+        ssl_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._slots = [
+            _Slot(i, host, port)
+            for i, (host, port, n) in enumerate((h, p, n) for h, p, n in remote for _ in range(n))
+        ]
+        for i, slot in enumerate(self._slots):
+            slot.index = i
+        self.size = len(self._slots)
+        self.retries = retries
+        self._ssl = ssl_context(ssl_options) if ssl_options is not None else None
+        self._server_hostname = (ssl_options or {}).get("server_hostname")
+        self._deliver: Deliver | None = None
+        self._closing = False
+        self._name = "papy"
+        #: called with a batch's ``[(task, index, item), ...]`` when no slot is
+        #: left to run it (set by the composite pool); None: such items fail
+        self.fallback: Callable[[list[tuple[int, int, Any]]], None] | None = None
+        self.lost = 0  # slots lost so far
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
+        """Connect every slot and define every task on it (in parallel)."""
+        self._deliver = deliver
+        self._name = name
+        payloads = {
+            task: d.payload if d.payload is not None else dumps_function(d.func, d.args, d.kwargs)
+            for task, d in tasks.items()
+        }
+        errors: list[BaseException | None] = [None] * self.size
+
+        def open_slot(slot: _Slot) -> None:
+            try:
+                link = connect(slot.host, slot.port, self._ssl, self._server_hostname)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by start()
+                errors[slot.index] = exc
+                return
+            slot.link = link
+            try:
+                for task, payload in payloads.items():
+                    link.define(task, payload)
+            except BaseException as exc:  # noqa: BLE001
+                err = RemoteConnectionError(
+                    f"remote worker {link.label} refused the task definitions: {_describe(exc)}",
+                    slot.host,
+                    slot.port,
+                )
+                err.__cause__ = exc
+                errors[slot.index] = err
+
+        openers = [
+            threading.Thread(target=open_slot, args=(s,), name=f"{name}-connect-{s.index}", daemon=True)
+            for s in self._slots[1:]
+        ]
+        for t in openers:
+            t.start()
+        if self._slots:
+            open_slot(self._slots[0])
+        for t in openers:
+            t.join()
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:
+            for slot in self._slots:
+                if slot.link is not None:
+                    slot.link.close()
+                    slot.link = None
+            raise failed
+        for slot in self._slots:
+            slot.wake_r, slot.wake_w = os.pipe()
+            os.set_blocking(slot.wake_r, False)
+            os.set_blocking(slot.wake_w, False)
+            slot.thread = threading.Thread(
+                target=self._slot_loop, args=(slot,), name=f"{name}-remote-{slot.index}", daemon=True
+            )
+            slot.thread.start()
+
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Cut every connection and stop the slot threads; never waits on a server."""
+        with self._lock:
+            self._closing = True
+            for slot in self._slots:
+                self._wake(slot)
+        for slot in self._slots:
+            if slot.link is not None:
+                slot.link.abort()
+        current = threading.current_thread()
+        for slot in self._slots:
+            t = slot.thread
+            if t is not None and t is not current:
+                t.join(max(timeout, 0.1))
+        for slot in self._slots:
+            if slot.link is not None:
+                slot.link.close()
+            with self._lock:
+                slot.queue.clear()
+                slot.outstanding.clear()
+                if slot.wake_r >= 0 and (slot.thread is None or not slot.thread.is_alive()):
+                    os.close(slot.wake_r)
+                    os.close(slot.wake_w)
+                    slot.wake_r = slot.wake_w = -1
+
+    def alive(self) -> int:
+        """Number of slots whose connection is up."""
+        return sum(1 for s in self._slots if s.link is not None and not s.dead)
+
+    def servers(self) -> list[dict[str, Any]]:
+        """Who answers each slot: address, kind of server, pid, host name, Python version."""
+        return [
+            {
+                "address": s.label,
+                "kind": s.link.kind if s.link else None,
+                "pid": s.link.pid if s.link else None,
+                "hostname": s.link.hostname if s.link else None,
+                "python": s.link.python if s.link else None,
+                "alive": s.link is not None and not s.dead,
+            }
+            for s in self._slots
+        ]
+
+    # -- feeder side ----------------------------------------------------------
+    def submit(self, batch: list[tuple[int, int, Any]]) -> None:
+        """Queue ``batch`` on the live slot with the fewest unanswered items."""
+        try:
+            data = pickle.dumps(batch, PROTOCOL)
+        except Exception:
+            batch = self._drop_unpicklable(batch)
+            if not batch:
+                return
+            data = dumps(batch)
+        b = _Batch(batch, [(task, index) for task, index, _ in batch], data)
+        with self._lock:
+            placed = self._assign(b)
+        if not placed:
+            self._orphans([b], "every remote worker was lost")
+
+    def _assign(self, batch: _Batch) -> bool:
+        """Queue ``batch`` on the least-loaded live slot (lock held)."""
+        best = None
+        for slot in self._slots:
+            if slot.dead or slot.link is None:
+                continue
+            if best is None or slot.load < best.load:
+                best = slot
+        if best is None:
+            return False
+        best.queue.append(batch)
+        best.load += len(batch.ids)
+        if len(best.queue) == 1:
+            self._wake(best)
+        return True
+
+    def _orphans(self, batches: list[_Batch], why: str) -> None:
+        """Batches no slot can run: hand them to the fallback, or fail them."""
+        if self._closing:
+            return
+        if self.fallback is not None:
+            for b in batches:
+                self.fallback(b.items)
+            return
+        failed = [
+            (task, index, False, WorkerLostError(f"item {index} of task {task} was not evaluated: {why}"))
+            for b in batches
+            for task, index in b.ids
+        ]
+        if failed and self._deliver is not None:
+            self._deliver(failed)
+
+    def _drop_unpicklable(self, batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+        """Fail the items of ``batch`` that cannot be pickled; return the others."""
+        keep, failed = [], []
+        for task, index, item in batch:
+            try:
+                dumps(item)
+                keep.append((task, index, item))
+            except Exception as exc:
+                err = SerializationError(
+                    f"item {index} of task {task} could not be pickled for a remote worker: {exc!r}"
+                )
+                err.__cause__ = exc
+                failed.append((task, index, False, err))
+        if failed and self._deliver is not None:
+            self._deliver(failed)
+        return keep
+
+    # -- slot threads -----------------------------------------------------------
+    def _slot_loop(self, slot: _Slot) -> None:
+        """Send the slot's queued batches and deliver its replies, until it dies or shuts down.
+
+        One thread does both, so a connection (TLS included) is only ever used
+        by one thread. A batch larger than PIPELINE_MAX_BYTES is sent only when
+        nothing else is in flight, so that big requests and big replies never
+        fill both directions of the connection at once.
+        """
+        import selectors
+
+        link = slot.link
+        assert link is not None
+        serve = link.conn.serve
+        replies: deque[tuple[_Batch, Any]] = deque()
+        sock = link.sock
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+        selector = selectors.DefaultSelector()
+        reason = ""
+        try:
+            selector.register(sock, selectors.EVENT_READ, "conn")
+            selector.register(slot.wake_r, selectors.EVENT_READ, "wake")
+            while True:
+                with self._lock:
+                    if slot.dead or self._closing:
+                        return
+                    sending = []
+                    while slot.queue and self._may_send(slot, slot.queue[0]):
+                        batch = slot.queue.popleft()
+                        slot.outstanding.append(batch)
+                        sending.append(batch)
+                    slot.woken = False
+                for batch in sending:
+                    res = link.run(batch.data)
+                    res.add_callback(lambda r, b=batch: replies.append((b, r)))
+                readable = bool(pending and pending())
+                if not readable:
+                    for key, _ in selector.select(1.0):
+                        if key.data == "wake":
+                            try:
+                                os.read(slot.wake_r, 512)
+                            except (BlockingIOError, InterruptedError):
+                                pass
+                        else:
+                            readable = True
+                if readable:
+                    serve(0)
+                while replies:
+                    self._handle(slot, *replies.popleft())
+        except BaseException as exc:  # noqa: BLE001 - the connection broke
+            reason = _describe(exc)
+        finally:
+            selector.close()
+        while replies:  # answered before the connection broke
+            self._handle(slot, *replies.popleft())
+        self._lost(slot, reason or "its connection closed")
+
+    @staticmethod
+    def _may_send(slot: _Slot, batch: _Batch) -> bool:
+        """Whether ``batch`` may go now (lock held)."""
+        if not slot.outstanding:
+            return True
+        if len(slot.outstanding) >= PIPELINE_DEPTH or len(batch.data) > PIPELINE_MAX_BYTES:
+            return False
+        return all(len(b.data) <= PIPELINE_MAX_BYTES for b in slot.outstanding)
+
+    def _wake(self, slot: _Slot) -> None:
+        """Wake ``slot``'s thread (lock held)."""
+        if not slot.woken:
+            slot.woken = True
+            try:
+                os.write(slot.wake_w, b"x")
+            except OSError:
+                pass
+
+    def _handle(self, slot: _Slot, batch: _Batch, res: Any) -> None:
+        """Deliver the reply ``res`` to ``batch`` (once)."""
+        with self._lock:
+            if batch.answered:
+                return
+            batch.answered = True
+            try:
+                slot.outstanding.remove(batch)
+            except ValueError:
+                pass
+            slot.load -= len(batch.ids)
+        out = self._decode(slot, batch, res)
+        if self._deliver is not None and not self._closing:
+            self._deliver(out)
+
+    def _decode(self, slot: _Slot, batch: _Batch, res: Any) -> list[tuple[int, int, bool, Any]]:
+        ids = batch.ids
+        if res.error:
+            try:
+                res.value
+                err: BaseException = RuntimeError("the remote call failed")
+            except BaseException as exc:  # noqa: BLE001 - rpyc's rebuilt remote exception
+                err = exc
+            return [
+                (t, i, False, SerializationError(f"remote worker {slot.label} failed to run item {i} "
+                                                 f"of task {t}: {_describe(err)}"))
+                for t, i in ids
+            ]
+        try:
+            values = pickle.loads(res.value)
+        except Exception as exc:
+            values = f"the results could not be unpickled: {exc!r}"
+        if isinstance(values, str):
+            return [(t, i, False, SerializationError(f"item {i} of task {t}: {values}")) for t, i in ids]
+        out = []
+        for (task, index), (ok, value) in zip(ids, values):
+            if not ok:
+                value = self._exception(slot, value)
+            out.append((task, index, ok, value))
+        return out
+
+    @staticmethod
+    def _exception(slot: _Slot, value: tuple[Any, str, str, str]) -> BaseException:
+        exc, tb, kind, message = value
+        if exc is None:
+            exc = TaskletAbortedError(message) if kind == "aborted" else SerializationError(message)
+        if not tb:
+            return exc  # type: ignore[no-any-return]
+        pid = slot.link.pid if slot.link is not None else "?"
+        return revive(exc, f"{tb.rstrip()}\n(on remote worker {slot.label}, pid {pid})\n")
+
+    def _lost(self, slot: _Slot, reason: str) -> None:
+        """``slot``'s connection broke: fail or re-run its batch, re-queue the rest."""
+        with self._lock:
+            if slot.dead:
+                return
+            slot.dead = True
+            if self._closing:
+                return
+            self.lost += 1
+            started = [b for b in slot.outstanding if not b.answered]
+            waiting = list(slot.queue)
+            for b in started:
+                b.answered = True  # a late reply must not be delivered twice
+            slot.outstanding.clear()
+            slot.queue.clear()
+            slot.load = 0
+            failed: list[tuple[int, int, bool, Any]] = []
+            again: list[_Batch] = []
+            if started:
+                current = started[0]  # the one the server was evaluating
+                if current.tries < self.retries:
+                    again.append(current.again(current.tries + 1))
+                else:
+                    pid = slot.link.pid if slot.link is not None else "?"
+                    for task, index in current.ids:
+                        failed.append(
+                            (task, index, False, WorkerLostError(
+                                f"remote worker {slot.label} (pid {pid}) was lost while "
+                                f"evaluating item {index} of task {task}: {reason}"
+                            ))
+                        )
+                again.extend(b.again(b.tries) for b in started[1:])
+            again.extend(waiting)
+            orphans = [b for b in again if not self._assign(b)]
+        if slot.link is not None:
+            slot.link.abort()
+        if failed and self._deliver is not None:
+            self._deliver(failed)
+        if orphans:
+            self._orphans(orphans, f"every remote worker was lost (the last: {slot.label}, {reason})")

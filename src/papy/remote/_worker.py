@@ -1,0 +1,135 @@
+"""The evaluating half of a remote worker: standard library only.
+
+papy's own server (:mod:`papy.remote.server`) imports this module; for a stock
+RPyC classic server the client executes this file's source once per connection
+in that connection's namespace, so papy need not be installed on such a server
+(cloudpickle must be, for functions that travel by value). Keep it free of
+imports from papy and valid on every Python version papy supports.
+
+Wire format (all ``bytes``, pickled with protocol 5):
+
+* ``define(task, payload)``: ``payload`` is the pickled ``(func, args, kwargs)``
+  of one task, sent once per connection.
+* ``run(data)``: ``data`` is the pickled batch ``[(task, index, item), ...]``;
+  the reply is the pickled list of ``(ok, value)``, one per item, or a ``str``
+  if the batch itself could not be unpickled here. For a failure, ``value`` is
+  ``(exception or None, traceback text, kind, message)``: ``exception`` is
+  ``None`` when it could not travel, and the client rebuilds it from ``kind``
+  (``"aborted"``: a ``BaseException`` that is not an ``Exception``;
+  ``"serialization"``: something could not be pickled or unpickled).
+"""
+
+import os
+import pickle
+import socket
+import sys
+import traceback
+
+PROTOCOL = 5
+WIRE_VERSION = 1
+
+
+def _format_tb(exc):
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _failure(exc, where):
+    """``(exception or None, traceback text, kind, message)`` ready to be pickled."""
+    tb = _format_tb(exc)
+    if not isinstance(exc, Exception):
+        name = type(exc).__name__
+        return (None, tb, "aborted", "%s raised %s(%s)" % (where, name, exc))
+    try:
+        clone = pickle.loads(pickle.dumps(exc, PROTOCOL))
+        if type(clone) is not type(exc):
+            raise TypeError("its type changed in a pickle round trip")
+    except Exception as why:
+        message = "%s raised %s: %s; the exception itself could not be pickled (%s)" % (
+            where,
+            type(exc).__qualname__,
+            exc,
+            why,
+        )
+        return (None, tb, "serialization", message)
+    exc.__traceback__ = None
+    return (exc, tb, "", "")
+
+
+class _Broken(object):
+    """Stands for a task whose function could not be unpickled here."""
+
+    def __init__(self, message, tb):
+        self.message = message
+        self.tb = tb
+
+
+class Worker(object):
+    """The tasks defined by one client connection, and how to run them."""
+
+    def __init__(self):
+        self.tasks = {}
+
+    def hello(self):
+        """``(wire version, pid, host name, python version)``: who is answering."""
+        return (WIRE_VERSION, os.getpid(), socket.gethostname(), tuple(sys.version_info[:3]))
+
+    def define(self, task, payload):
+        """Unpickle the function of ``task``; a failure is reported at each of its items."""
+        if not isinstance(task, int) or not isinstance(payload, bytes):
+            raise TypeError("define() takes an int and bytes")
+        try:
+            self.tasks[task] = pickle.loads(payload)
+        except BaseException as exc:  # noqa: BLE001 - reported at every item of the task
+            message = "the function of task %d could not be unpickled on the remote worker: %r" % (
+                task,
+                exc,
+            )
+            self.tasks[task] = _Broken(message, _format_tb(exc))
+
+    def run(self, data):
+        """Evaluate a pickled batch in order; return the pickled results."""
+        if not isinstance(data, bytes):
+            raise TypeError("run() takes bytes")
+        try:
+            batch = pickle.loads(data)
+        except BaseException as exc:  # noqa: BLE001 - an item that cannot be unpickled here
+            return pickle.dumps(
+                "the batch could not be unpickled on the remote worker: %r" % (exc,), PROTOCOL
+            )
+        values = []
+        for task, index, item in batch:
+            where = "item %d of task %d" % (index, task)
+            definition = self.tasks.get(task)
+            if definition is None:
+                message = "task %d is not defined on this remote worker" % task
+                values.append((False, (None, "", "serialization", message)))
+                continue
+            if isinstance(definition, _Broken):
+                values.append((False, (None, definition.tb, "serialization", definition.message)))
+                continue
+            func, args, kwargs = definition
+            try:
+                values.append((True, func(item, *args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - reported at the item's position
+                values.append((False, _failure(exc, where)))
+        try:
+            return pickle.dumps(values, PROTOCOL)
+        except Exception:
+            return self._dumps_one_by_one(batch, values)
+
+    @staticmethod
+    def _dumps_one_by_one(batch, values):
+        """Replace each result that cannot be pickled by a serialization failure."""
+        safe = []
+        for (task, index, _), value in zip(batch, values):
+            try:
+                pickle.dumps(value, PROTOCOL)
+                safe.append(value)
+            except Exception as exc:
+                message = "the result of item %d of task %d could not be pickled: %r" % (
+                    index,
+                    task,
+                    exc,
+                )
+                safe.append((False, (None, _format_tb(exc), "serialization", message)))
+        return pickle.dumps(safe, PROTOCOL)
