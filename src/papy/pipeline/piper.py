@@ -236,9 +236,14 @@ class _Inbox:
 
 
 class _Consume:
-    """Gathers ``n`` inboxes into one Batch; with ``stride`` s the block of
-    ``n*s`` inboxes is dealt out round robin (Batch j gets inboxes j, j+s, ...),
-    which regroups what a ``produce=n`` Piper of the same stride split."""
+    """Gathers ``n`` inboxes into one Batch.
+
+    With ``stride`` s, a block of ``n*s`` inboxes is dealt out round robin
+    (Batch j gets inboxes j, j+s, j+2s, ...), which regroups what a
+    ``produce=n`` Piper of the same stride split. The last block may be short
+    (m < n*s inboxes); it is dealt out with stride ceil(m/n), so the items a
+    producer made from one result still end up together.
+    """
 
     def __init__(self, rows: Iterator[Any], n: int, stride: int) -> None:
         self._rows = rows
@@ -254,22 +259,20 @@ class _Consume:
         if not self._ready:
             if self._done:
                 raise StopIteration
-            batches = [Batch() for _ in range(self._stride)]
-            for _ in range(self._n):
-                for batch in batches:
-                    try:
-                        row = next(self._rows)
-                    except StopIteration:
-                        self._done = True
-                        break
-                    except _Propagate as p:
-                        row = _Raised(p)
-                    batch.append(row)
-                if self._done:
+            block: list[Any] = []
+            while len(block) < self._n * self._stride:
+                try:
+                    row = next(self._rows)
+                except StopIteration:
+                    self._done = True
                     break
-            self._ready.extend(b for b in batches if b)
-            if not self._ready:
+                except _Propagate as p:
+                    row = _Raised(p)
+                block.append(row)
+            if not block:
                 raise StopIteration
+            stride = -(-len(block) // self._n)
+            self._ready.extend(Batch(block[j::stride]) for j in range(stride))
         batch = self._ready.popleft()
         for row in batch:
             if type(row) is _Raised:

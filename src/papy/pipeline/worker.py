@@ -90,15 +90,16 @@ class Worker:
             items = list(functions)
             if not items:
                 raise TypeError("a Worker needs at least one function")
-            if all(isinstance(f, Worker) for f in items):
+            if any(isinstance(f, Worker) for f in items):
                 if arguments is not None or kwargs is not None:
                     raise TypeError("a Worker built from Workers takes no arguments or kwargs")
-                task = tuple(f for w in items for f in w.task)
-                args = tuple(a for w in items for a in w.args)
-                kws = tuple(k for w in items for k in w.kwargs)
+                parts = [f if isinstance(f, Worker) else Worker(f) for f in items]
+                task = tuple(f for w in parts for f in w.task)
+                args = tuple(a for w in parts for a in w.args)
+                kws = tuple(k for w in parts for k in w.kwargs)
             else:
                 for f in items:
-                    if isinstance(f, Worker) or not callable(f):
+                    if not callable(f):
                         raise TypeError(
                             "a Worker is built from a callable, a Worker, or a sequence of "
                             f"callables (or of Workers), got an item {f!r}"
