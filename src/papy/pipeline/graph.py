@@ -391,9 +391,13 @@ class Dagger:
                 imap.deadlock_grace = None
         for piper in order:
             piper._mark_started()
+        # the inputs of every Piper stay closed until every IMap is started,
+        # so no feeder reads from an IMap that is not started yet
         for piper in order:
             if piper.imap is not None:
                 piper.imap.start()
+        for piper in order:
+            piper._open_gate()
 
     def _drain(self, outputs: list[Piper], timeout: float | None = None) -> bool:
         """Read the outputs round robin until each ends; True if they all did."""

@@ -198,15 +198,20 @@ class _Inbox:
     position; one raised by an upstream Piper is raised again (``_Propagate``).
     """
 
-    def __init__(self, piper: Piper, sources: list[tuple[Iterator[Any], bool]]) -> None:
+    def __init__(self, piper: Piper, sources: list[tuple[Iterator[Any], bool]], gate: threading.Event) -> None:
         self._piper = piper
         self._sources = sources
         self._done = False
+        self._gate: threading.Event | None = gate
 
     def __iter__(self) -> _Inbox:
         return self
 
     def __next__(self) -> list[Any]:
+        if self._gate is not None:
+            # wait until every IMap of the pipeline is started (Dagger.start)
+            self._gate.wait()
+            self._gate = None
         if self._done:
             raise StopIteration
         row: list[Any] = []
@@ -524,6 +529,7 @@ class Piper:
         self._sources: list[_Source] = []
         self._task_ids: list[int] = []
         self._outbox: _Outbox | None = None
+        self._gate = threading.Event()
         self._reset_counts()
 
     @property
@@ -592,7 +598,8 @@ class Piper:
         self.tracked = {}
         self.failure = None
         stride = self.imap.stride if self.imap is not None else 1
-        rows: Iterator[Any] = _Inbox(self, sources)
+        self._gate = threading.Event()
+        rows: Iterator[Any] = _Inbox(self, sources, self._gate)
         if self.consume > 1:
             rows = _Consume(rows, self.consume, stride)
         tasks: list[Iterator[Any]] = []
@@ -631,11 +638,15 @@ class Piper:
         self.started = True
         self.finished = False
 
+    def _open_gate(self) -> None:
+        self._gate.set()
+
     def start(self) -> Piper:
         """Start the Piper (and its IMap; with a shared IMap, connect all its Pipers first)."""
         self._mark_started()
         if self.imap is not None:
             self.imap.start()
+        self._open_gate()
         return self
 
     def _end_inputs(self) -> None:
@@ -656,6 +667,7 @@ class Piper:
             )
         if forced:
             self._end_inputs()
+        self._open_gate()
         if self.imap is not None:
             self.imap.stop()
         self.started = False
