@@ -15,16 +15,14 @@ more can be garbage-collected and shut down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 Deliver = Callable[[list[tuple[int, int, bool, Any]]], None]
 
 __all__ = ["Deliver", "TaskDef", "TaskDefs", "PoolConfig", "make_pool", "NEEDS_PICKLE"]
 
 
-@dataclass(frozen=True)
-class TaskDef:
+class TaskDef(NamedTuple):
     """One task as a pool sees it."""
 
     func: Callable[..., Any]
@@ -36,8 +34,7 @@ class TaskDef:
 TaskDefs = dict[int, TaskDef]
 
 
-@dataclass(frozen=True)
-class PoolConfig:
+class PoolConfig(NamedTuple):
     """What IMap asks of its pool (validated by IMap)."""
 
     worker_type: str
