@@ -23,6 +23,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -129,6 +130,10 @@ def make_server(
         auto_register=False,
     )
     server.papy_mode = mode
+    # small replies must not wait for delayed ACKs (accepted sockets inherit this)
+    server.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # listen now (rpyc would at start()), so clients may connect as soon as this returns
+    server.listener.listen(server.backlog)
     return server
 
 
