@@ -329,3 +329,20 @@ def test_tracking():
     p = Piper(power2, track=True)
     out = run(p, [1, "a", 3])
     assert list(p.tracked) == [0, 1, 2] and p.tracked[2] == 9 and p.tracked[1] is out[1]
+
+
+def test_a_consumer_that_would_make_its_shared_imap_wait_for_itself_is_refused():
+    m = stride3()
+    up = Piper(mul2, parallel=m, name="up").connect([range(4)])
+    with pytest.raises(PiperError, match="wait for itself"):
+        Piper(sum_consumed, parallel=m, consume=2).connect([up])
+    via_linear = Piper(mul2, name="linear", consume=2).connect([up])
+    with pytest.raises(PiperError, match="wait for itself"):
+        Piper(mul2, parallel=m).connect([via_linear])
+    ok = Piper(sum_consumed, parallel=IMap(worker_type="thread", worker_num=1, stride=3), consume=2)
+    ok.connect([up])  # another IMap: another feeder thread, no problem
+    up.start()
+    ok.start()
+    assert list(ok) == [0 + 4, 2 + 6]  # a short last block (4 rows) is dealt with stride 2
+    m.stop()
+    ok.imap.stop()

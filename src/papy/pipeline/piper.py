@@ -31,6 +31,7 @@ import itertools
 import numbers
 import threading
 from collections import deque
+from fractions import Fraction
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -441,6 +442,19 @@ class _Outbox:
         return item
 
 
+def _rate(piper: Piper, imap: Any) -> Fraction | None:
+    """Items ``piper`` hands out per weave round of ``imap`` when ``imap``'s own
+    feeder thread reads it (None when another thread feeds it)."""
+    if piper.imap is imap:
+        return Fraction(piper.spawn * piper.produce)
+    if piper.imap is not None:
+        return None
+    rates = [r for x in piper._inputs if isinstance(x, Piper) and (r := _rate(x, imap)) is not None]
+    if not rates:
+        return None
+    return min(rates) * piper.produce / piper.consume
+
+
 def _check_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -573,6 +587,16 @@ class Piper:
             )
         if not isinstance(inbox, (list, tuple)) or not inbox:
             raise TypeError("connect() takes a non-empty list of inputs (Pipers or iterables), one per pipe")
+        if self.imap is not None:
+            for x in inbox:
+                rate = _rate(x, self.imap) if isinstance(x, Piper) else None
+                if rate is not None and self.consume * self.spawn > rate:
+                    raise PiperError(
+                        f"Piper {self.name!r} (consume={self.consume}, spawn={self.spawn}) needs more "
+                        f"items in each weave round of its IMap than its upstream {x.name!r} on the same "
+                        f"IMap makes ({rate} x stride): its IMap would wait for itself. Make upstream "
+                        "produce x spawn >= downstream consume x spawn, or use another IMap"
+                    )
         sources: list[tuple[Iterator[Any], bool]] = []
         handles: list[tuple[Piper, _TeeHandle]] = []
         plain: list[_Source] = []
