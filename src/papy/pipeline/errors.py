@@ -12,8 +12,6 @@ for misuse (a wrong argument, a call in the wrong state).
 
 from __future__ import annotations
 
-import pickle
-import traceback as _traceback
 from typing import Any
 
 from .._errors import PapyError
@@ -34,6 +32,8 @@ class PlumberError(PapyError):
 
 
 def _format(exc: BaseException) -> str:
+    import traceback as _traceback
+
     return "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
@@ -90,6 +90,8 @@ class WorkerError(PapyError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
+        import pickle
+
         exc = self.exception
         try:
             clone = pickle.loads(pickle.dumps(exc))

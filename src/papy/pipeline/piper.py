@@ -31,7 +31,6 @@ import itertools
 import numbers
 import threading
 from collections import deque
-from fractions import Fraction
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -442,9 +441,11 @@ class _Outbox:
         return item
 
 
-def _rate(piper: Piper, imap: Any) -> Fraction | None:
+def _rate(piper: Piper, imap: Any) -> Any:
     """Items ``piper`` hands out per weave round of ``imap`` when ``imap``'s own
     feeder thread reads it (None when another thread feeds it)."""
+    from fractions import Fraction
+
     if piper.imap is imap:
         return Fraction(piper.spawn * piper.produce)
     if piper.imap is not None:

@@ -17,7 +17,6 @@ returned as it is.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -157,6 +156,8 @@ class Worker:
             try:
                 out = func(out, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - becomes the item's error value
+                import traceback
+
                 tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                 exc.__traceback__ = None  # do not keep the frames (and the inbox) alive
                 return WorkerError(exc, tb, _fname(func))
