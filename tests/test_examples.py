@@ -33,6 +33,17 @@ def matches(*patterns):
 TRACE_CHAIN = [f"{stage} {i}" for block in range(3) for stage in ("source", "pipe", "sink") for i in (2 * block, 2 * block + 1)]
 JOINED = r"joined result from (process:\d+|thread:[\w-]+) and (process:\d+|thread:[\w-]+)"
 
+WORDS_OUTPUT = [  # also shown in docs/pipelines.md
+    "0 8/4",
+    "1 4/1",
+    "2 piper 'length', item 2, function 'length': TypeError: object of type 'NoneType' has no len()",
+    "3 6/1",
+    "words {'in': 4, 'out': 4, 'errors': 0, 'failed': 0}",
+    "length {'in': 4, 'out': 4, 'errors': 1, 'failed': 1}",
+    "vowels {'in': 4, 'out': 4, 'errors': 1, 'failed': 1}",
+    "report {'in': 4, 'out': 4, 'errors': 1, 'failed': 0}",
+]
+
 CASES = {
     "world.py": ([], exact("('element_0', 'element_1', 'element_2', 'element_3', 'element_4')")),
     "args.py": (
@@ -121,7 +132,24 @@ CASES = {
             re.escape("counts: {'in': 4, 'out': 4, 'errors': 0, 'failed': 0}"),
         ),
     ),
+    "words.py": ([], exact(*WORDS_OUTPUT)),
 }
+
+
+def test_the_docs_example_is_examples_words_py_and_its_output_and_graph_are_current():
+    doc = (EXAMPLES.parent / "docs" / "pipelines.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", doc, re.S)
+    python = [text for lang, text in blocks if lang == "python"]
+    assert python[0] == (EXAMPLES / "words.py").read_text()
+    output = [text for lang, text in blocks if lang == ""][0]
+    assert output.splitlines() == WORDS_OUTPUT
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from words import build
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    mermaid = [text for lang, text in blocks if lang == "mermaid"][0]
+    assert mermaid == build().to_mermaid()
 
 
 def test_every_example_is_covered():

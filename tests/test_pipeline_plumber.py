@@ -232,7 +232,7 @@ def test_to_dot_and_to_mermaid():
     pl = drawing_plumber()
     dot = pl.to_dot()
     assert dot.startswith('digraph "pipeline" {') and dot.rstrip().endswith("}")
-    for text in ('"fork\\nipasser\\nlinear"', "process x2 (pool)", "consume=2", 'label="inbox[0]"', "parallelogram"):
+    for text in ('"fork\\nipasser\\nlinear"', "process x2 (pool)", "consume=2", 'label="inbox[0]"', "rounded"):
         assert text in dot
     assert dot.count("->") == 4
     mer = pl.to_mermaid()

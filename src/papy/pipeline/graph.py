@@ -465,7 +465,7 @@ class Dagger:
 
     def to_dot(self, name: str = "pipeline") -> str:
         """The graph in Graphviz DOT (``dot -Tpng``): inputs are drawn as
-        parallelograms, outputs as double boxes, Pipers sharing an IMap share a colour."""
+        rounded boxes, outputs as double boxes, Pipers sharing an IMap share a colour."""
         ids, labels = self._labels()
         palette = ["#cfe2f3", "#d9ead3", "#fff2cc", "#f4cccc", "#d9d2e9", "#fce5cd"]
         colours: dict[int, str] = {}
@@ -474,11 +474,16 @@ class Dagger:
         def q(text: str) -> str:
             return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
-        lines = [f"digraph {q(name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica", style=filled, fillcolor="#eeeeee"];']
+        lines = [
+            f"digraph {q(name)} {{",
+            "  rankdir=TB;",
+            '  node [fontname="Helvetica", style=filled, fillcolor="#eeeeee"];',
+            '  edge [fontname="Helvetica", fontsize=10];',
+        ]
         for piper in self.postorder():
             attrs = [f"label={q(labels[piper])}"]
             if piper in inputs:
-                attrs.append("shape=parallelogram")
+                attrs.append('shape=box, style="rounded,filled"')
             elif piper in outputs:
                 attrs.append("shape=box, peripheries=2")
             else:
