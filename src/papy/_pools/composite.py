@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import Deliver, TaskDefs
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from . import Deliver, TaskDefs
 
 __all__ = ["CompositePool"]
 

@@ -34,7 +34,9 @@ from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
 from .._serialize import PROTOCOL, dumps, dumps_function, format_tb, revive, wrap_base_exception
-from . import Deliver, TaskDefs
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from . import Deliver, TaskDefs
 
 __all__ = ["ExecutorPool", "run_batch"]
 

@@ -38,7 +38,9 @@ from typing import Any, Callable
 
 from .._errors import PapyError, SerializationError, TaskletAbortedError, WorkerLostError
 from .._serialize import PROTOCOL, dumps, dumps_function, revive
-from . import Deliver, TaskDefs
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from . import Deliver, TaskDefs
 
 __all__ = [
     "RemotePool",
@@ -257,7 +259,10 @@ def connect(
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
-        return "the connection was closed by the server (refused, or it died)"
+        detail = str(exc.args[0]) if exc.args and str(exc.args[0]) else ""
+        if not detail or detail == "connection closed by peer":
+            return "the connection was closed by the server (refused, or it died)"
+        return f"the connection was closed ({detail})"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
