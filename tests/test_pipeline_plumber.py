@@ -247,3 +247,20 @@ def test_dot_output_renders(tmp_path):
     out = tmp_path / "g.svg"
     subprocess.run(["dot", "-Tsvg", "-o", str(out)], input=drawing_plumber().to_dot(), text=True, check=True, timeout=30)
     assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_a_start_that_fails_leaves_the_plumber_reusable():
+    m = IMap(worker_type="thread", worker_num=2)
+    up = Piper(power2, parallel=m, name="up")
+    bad = Piper(joined, parallel=m, consume=2, name="bad")  # would make m wait for itself
+    pl = Plumber(pipes=[(up, bad)])
+    with pytest.raises(Exception, match="wait for itself"):
+        pl.start([range(4)])
+    assert not pl.started and not up.connected and m.n_tasks == 0
+    pl.del_piper(bad)
+    pl.add_pipe((up, Piper(inc, name="ok", track=True)))
+    pl.start([range(4)])
+    pl.run()
+    assert pl.wait(10)
+    pl.stop()
+    assert list(pl.resolve("ok").tracked.values()) == [1, 2, 5, 10]

@@ -320,9 +320,7 @@ class _Results:
         except Exception as exc:  # noqa: BLE001
             cause = exc.__cause__
             if isinstance(exc, InputError) and isinstance(cause, _Propagate):
-                raise cause from None
-            if isinstance(exc, InputError) and isinstance(cause, WorkerError):
-                return cause
+                raise cause from None  # an upstream Piper raised: raise it here too
             if _is_fatal(exc):
                 raise
             return WorkerError(exc, function=_what(exc))
