@@ -130,3 +130,17 @@ def test_worker_and_error_pickle_round_trip():
 def test_repr_and_name():
     w = Worker((power, mul2), name="pm")
     assert w.name == "pm" and w.__name__ == "power>mul2" and "pm" in repr(w)
+
+
+def test_papy_offers_the_pipeline_names_without_importing_them_up_front():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, papy; assert 'papy.pipeline' not in sys.modules; "
+        "import papy.pipeline as pp; "
+        "assert all(getattr(papy, n) is getattr(pp, n) for n in "
+        "('Worker', 'Piper', 'Dagger', 'Plumber', 'WorkerError', 'PiperError', 'DaggerError', 'PlumberError')); "
+        "assert set(pp.__all__) - {'Batch'} <= set(papy.__all__)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -40,8 +40,22 @@ __all__ = [
     "SerializationError",
     "TaskletAbortedError",
     "WorkerLostError",
+    # papy.pipeline, imported on first use (see __getattr__)
+    "Worker",
+    "Piper",
+    "Dagger",
+    "Plumber",
+    "WorkerError",
+    "PiperError",
+    "DaggerError",
+    "PlumberError",
     "__version__",
 ]
+
+#: names of papy.pipeline offered here; the subpackage is imported on first use
+_PIPELINE_NAMES = frozenset(
+    ("Worker", "Piper", "Dagger", "Plumber", "WorkerError", "PiperError", "DaggerError", "PlumberError")
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -51,4 +65,10 @@ def __getattr__(name: str) -> Any:
         from ._errors import timeout_error_class
 
         return timeout_error_class()
+    if name in _PIPELINE_NAMES:
+        from . import pipeline
+
+        value = getattr(pipeline, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'papy' has no attribute {name!r}")
