@@ -513,7 +513,7 @@ class Piper:
         elif not isinstance(parallel, IMap):
             raise TypeError(f"parallel must be an IMap or False, got {type(parallel).__name__}")
         self.worker: Worker = worker
-        self.imap = parallel or None
+        self.imap = parallel if parallel is not False else None
         self.consume = _check_int("consume", consume)
         self.produce = _check_int("produce", produce)
         self.spawn = _check_int("spawn", spawn)
