@@ -164,10 +164,20 @@ class Unpicklable:
         raise TypeError("I refuse to be pickled")
 
 
-class NeedsTwoArgs(Exception):
-    def __init__(self, a, b):
-        super().__init__(a)
-        self.b = b
+def _define_needs_two_args():
+    """Define, at test time, an exception that pickles but cannot be unpickled.
+
+    Defined late on purpose: importing dask.distributed registers reducers for
+    every exception class that exists at that moment, which would fix it.
+    """
+
+    class NeedsTwoArgs(Exception):
+        def __init__(self, a, b):
+            super().__init__(a)
+            self.b = b
+
+    NeedsTwoArgs.__qualname__ = "NeedsTwoArgs"
+    globals()["NeedsTwoArgs"] = NeedsTwoArgs
 
 
 def bad_result(x):
@@ -178,11 +188,12 @@ def bad_result(x):
         err.lock = threading.Lock()
         raise err
     if x == 3:
-        raise NeedsTwoArgs("a", "b")
+        raise NeedsTwoArgs("a", "b")  # noqa: F821 - defined by _define_needs_two_args
     return x
 
 
 def test_2_unpicklable_results_exceptions_and_arguments_on_processes(no_leaks):
+    _define_needs_two_args()
     with IMap(bad_result, range(5), worker_num=2) as m:
         got = collect(m)
     assert kinds(got) == [0, "SerializationError", "SerializationError", "SerializationError", 4]
@@ -197,6 +208,7 @@ def test_2_unpicklable_results_exceptions_and_arguments_on_processes(no_leaks):
 
 
 def test_2_thread_workers_need_no_pickling():
+    _define_needs_two_args()
     with IMap(bad_result, range(5), worker_type="thread", worker_num=2) as m:
         got = collect(m)
     assert isinstance(got[1], Unpicklable)

@@ -60,11 +60,17 @@ def test_defaults_follow_the_seed():
     assert IMap(worker_num=0, worker_remote=[("localhost", 2)]).stride == 2
 
 
-def test_remote_workers_are_validated_but_not_started_yet():
-    m = IMap(worker_num=0, worker_remote=[("localhost", 1)])
+def test_a_remote_server_that_is_down_fails_start_with_its_address():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    m = IMap(worker_num=0, worker_remote=[(f"127.0.0.1:{port}", 1)])
     m.add_task(inc, [1])
-    with pytest.raises(NotImplementedError, match="worker_remote"):
+    with pytest.raises(Exception, match=f"127.0.0.1:{port}"):
         m.start()
+    assert not m.started
 
 
 @pytest.mark.parametrize(

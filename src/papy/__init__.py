@@ -8,7 +8,9 @@ the next task's, ``buffer`` bounds how many results may be pending.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._errors import (
     DeadlockError,

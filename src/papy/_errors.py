@@ -9,7 +9,9 @@ class is built on first use (:func:`timeout_error_class`) and exposed lazily.
 from __future__ import annotations
 
 import builtins
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "PapyError",

@@ -27,7 +27,9 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import _scheduler
 from ._errors import InputError, SchedulerClosed, timeout_error_class

@@ -37,7 +37,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from time import monotonic
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._errors import DeadlockError, SchedulerClosed, timeout_error_class
 

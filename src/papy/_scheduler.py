@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # without importing typing (import time)
 
 __all__ = ["NO_EXTENSIONS", "IMPLEMENTATION", "core", "Scheduler", "RESULT", "ERROR", "FINISHED"]
 

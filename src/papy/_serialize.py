@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._errors import RemoteTraceback, SerializationError, TaskletAbortedError
 

@@ -15,34 +15,44 @@ more can be garbage-collected and shut down.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections import namedtuple
 
-Deliver = Callable[[list[tuple[int, int, bool, Any]]], None]
+TYPE_CHECKING = False  # typing is not imported at run time (import time)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Deliver = Callable[[list[tuple[int, int, bool, Any]]], None]
+else:
+    Deliver = None  # only used in annotations
 
 __all__ = ["Deliver", "TaskDef", "TaskDefs", "PoolConfig", "make_pool", "NEEDS_PICKLE"]
 
 
-class TaskDef(NamedTuple):
-    """One task as a pool sees it."""
+class TaskDef(namedtuple("TaskDef", "func args kwargs payload")):
+    """One task as a pool sees it: ``func``, its constant ``args`` and ``kwargs``,
+    and ``payload``, the three pickled once (for pools that pickle) or None."""
 
-    func: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    payload: bytes | None  # pickled (func, args, kwargs), for pools that pickle
+    __slots__ = ()
 
 
-TaskDefs = dict[int, TaskDef]
+if TYPE_CHECKING:
+    TaskDefs = dict[int, TaskDef]
+else:
+    TaskDefs = dict  # task id -> TaskDef
 
 
-class PoolConfig(NamedTuple):
-    """What IMap asks of its pool (validated by IMap)."""
+class PoolConfig(
+    namedtuple(
+        "PoolConfig",
+        "worker_type worker_num remote start_method retries options",
+        defaults=((), None, 0, None),
+    )
+):
+    """What IMap asks of its pool (validated by IMap): ``worker_type``,
+    ``worker_num``, ``remote`` ((host, port, n) triples), ``start_method``,
+    ``retries`` and ``options`` (pool-specific extras: TLS settings, an executor)."""
 
-    worker_type: str
-    worker_num: int
-    remote: tuple[tuple[str, int, int], ...] = ()  # (host, port, n)
-    start_method: str | None = None
-    retries: int = 0
-    options: Any = None  # pool-specific extras (e.g. TLS settings, an executor)
+    __slots__ = ()
 
 
 #: worker types whose tasks must be picklable (IMap pickles them at add_task)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import pickle
 import signal
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 TASKS = 0
 RUN = 1

@@ -21,7 +21,9 @@ import pickle
 import signal
 import threading
 from collections import deque
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
 from .._serialize import PROTOCOL, dumps, revive

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 from .._serialize import format_tb, revive, wrap_base_exception
 from . import Deliver, TaskDefs
