@@ -244,12 +244,12 @@ def test_server_kind_is_detected(papy_servers, classic):
 
 
 def test_two_servers_keep_order_and_share_work(papy_servers):
-    delays = [0.06, 0.0, 0.03, 0.0, 0.05, 0.01, 0.0, 0.02] * 2
+    delays = [0.06, 0.0, 0.03, 0.0, 0.05, 0.01, 0.0, 0.02]
     remote = [(s.address, 1) for s in papy_servers]
     with IMap(nap, delays, worker_remote=remote) as m:
         assert list(m) == delays
     with IMap(worker_remote=remote, ordered=False) as m:
-        pids = m.add_task(pid_of, range(16))
+        pids = m.add_task(pid_of, range(10))
         m.start()
         assert len(set(pids)) == 2  # both servers evaluated something
     with IMap(nap, delays, worker_remote=remote, ordered=False, chunksize=3) as m:
@@ -291,24 +291,55 @@ def test_function_missing_on_the_server_fails_each_item_clearly(papy_servers, tm
     assert "papy_client_only" in str(got[0]) and "could not be unpickled" in str(got[0])
 
 
-# -- timeouts, skip, long items ----------------------------------------------------
-def test_long_items_outlive_rpycs_request_timeout(papy_servers, monkeypatch):
+def test_the_function_is_sent_once_per_connection_not_with_items(papy_servers, monkeypatch):
     from papy._pools import remote
 
-    monkeypatch.setattr(remote, "REQUEST_TIMEOUT", 0.5)  # rpyc's default is 30 s
-    with IMap(nap, [1.2, 0.0], worker_remote=[(papy_servers[0].address, 1)]) as m:
-        assert list(m) == [1.2, 0.0]
+    sent: dict[str, list[int]] = {"define": [], "run": []}
+    real_connect = remote.connect
+
+    def recording_connect(*args, **kwargs):
+        link = real_connect(*args, **kwargs)
+        define, run = link.define, link.run
+        link.define = lambda task, payload: (sent["define"].append(len(payload)), define(task, payload))[1]
+        link.run = lambda data: (sent["run"].append(len(data)), run(data))[1]
+        return link
+
+    monkeypatch.setattr(remote, "connect", recording_connect)
+    big = b"x" * 200_000  # a constant argument: part of the function's payload
+    with IMap(worker_remote=[(papy_servers[0].address, 2)]) as m:
+        out = m.add_task(lambda x, blob: x + len(blob), range(10), args=(big,))
+        m.start()
+        assert list(out) == [x + len(big) for x in range(10)]
+    assert len(sent["define"]) == 2 and min(sent["define"]) > len(big)  # once per connection
+    assert len(sent["run"]) == 10 and max(sent["run"]) < 1000  # items only
+
+
+# -- timeouts, skip, long items ----------------------------------------------------
+def test_long_items_outlive_rpycs_request_timeout(papy_servers):
+    gate = threading.Event()
+
+    def items():
+        gate.wait(10)  # nothing is sent before the connections' timeout is lowered
+        yield from [1.0, 0.0]
+
+    with IMap(worker_remote=[(papy_servers[0].address, 1)]) as m:
+        out = m.add_task(nap, items())
+        m.start()
+        for slot in m._run.pool._slots:  # rpyc's default is 30 s
+            slot.link.conn._config["sync_request_timeout"] = 0.3
+        gate.set()
+        assert list(out) == [1.0, 0.0]
 
 
 def test_timeout_and_skip_semantics_hold_for_remote_slots(papy_servers):
     Timeout = papy.TimeoutError
-    with IMap(nap, [0.0, 0.6, 0.0], worker_remote=[(papy_servers[0].address, 1)], skip=False) as m:
+    with IMap(nap, [0.0, 0.4, 0.0], worker_remote=[(papy_servers[0].address, 1)], skip=False) as m:
         assert m.next() == 0.0
         with pytest.raises(Timeout):
             m.next(timeout=0.1)
-        assert m.next() == 0.6  # the late result, not skipped
+        assert m.next() == 0.4  # the late result, not skipped
         assert m.next() == 0.0
-    with IMap(nap, [0.0, 0.6, 0.0], worker_remote=[(papy_servers[0].address, 1)], skip=True) as m:
+    with IMap(nap, [0.0, 0.4, 0.0], worker_remote=[(papy_servers[0].address, 1)], skip=True) as m:
         assert m.next() == 0.0
         with pytest.raises(Timeout):
             m.next(timeout=0.1)
