@@ -70,7 +70,10 @@ def start_papy_server() -> tuple[subprocess.Popen[str], str]:
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "papy.remote", "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
         start_new_session=True,
     )
     assert proc.stdout is not None

@@ -179,9 +179,8 @@ def test_dask_runs_on_the_clusters_worker_processes(dask_client, dask_executor):
 
 
 def test_a_lost_worker_fails_its_items_and_the_map_ends():
-    with ProcessPoolExecutor(1) as ex:
-        with IMap(exit_on_one, range(4), executor=ex, worker_num=1) as m:
-            got = collect(m)
+    with ProcessPoolExecutor(1) as ex, IMap(exit_on_one, range(4), executor=ex, worker_num=1) as m:
+        got = collect(m)
     assert got[0] == 0
     assert isinstance(got[1], WorkerLostError) and "item 1" in str(got[1])
     assert all(isinstance(r, WorkerLostError) for r in got[1:])  # the pool is broken

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import papy
-from papy import IMap, RemoteTraceback, SerializationError, TaskletAbortedError, WorkerLostError
+from papy import IMap, RemoteTraceback, TaskletAbortedError, WorkerLostError
 from papy.remote import RemoteConnectionError
 
 pytestmark = pytest.mark.timeout(60)
@@ -91,7 +91,17 @@ class Server:
 
 
 def papy_server(cwd: Path, *options: str, **env: str) -> Server:
-    argv = [sys.executable, "-m", "papy.remote", "serve", "--host", "127.0.0.1", "--port", "0", *options]
+    argv = [
+        sys.executable,
+        "-m",
+        "papy.remote",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *options,
+    ]
     server = Server(argv, PAPY_READY, cwd, **env)
     server.kind = "papy"
     return server
@@ -99,8 +109,17 @@ def papy_server(cwd: Path, *options: str, **env: str) -> Server:
 
 def classic_server(cwd: Path, **env: str) -> Server:
     # the stock rpyc_classic script's own entry point
-    argv = [sys.executable, "-c", "from rpyc.cli.rpyc_classic import main; main()",
-            "--host", "127.0.0.1", "--port", "0", "--mode", "forking"]
+    argv = [
+        sys.executable,
+        "-c",
+        "from rpyc.cli.rpyc_classic import main; main()",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--mode",
+        "forking",
+    ]
     server = Server(argv, CLASSIC_READY, cwd, **env)
     server.kind = "classic"
     return server
@@ -157,9 +176,12 @@ def certs(workdir: Path) -> dict[str, str]:
 def tls_server(workdir: Path, certs: dict[str, str]):
     s = papy_server(
         workdir,
-        "--ssl-keyfile", certs["server.key"],
-        "--ssl-certfile", certs["server"],
-        "--ssl-cafile", certs["ca"],
+        "--ssl-keyfile",
+        certs["server.key"],
+        "--ssl-certfile",
+        certs["server"],
+        "--ssl-cafile",
+        certs["ca"],
     )
     yield s
     s.kill()
@@ -277,13 +299,17 @@ def test_serialization_failures_stay_at_their_item(server):
     assert "could not be pickled" in str(got[0])
 
 
-def test_function_missing_on_the_server_fails_each_item_clearly(papy_servers, tmp_path, monkeypatch):
+def test_function_missing_on_the_server_fails_each_item_clearly(
+    papy_servers, tmp_path, monkeypatch
+):
     (tmp_path / "papy_client_only.py").write_text("def triple(x):\n    return 3 * x\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import papy_client_only
 
     try:
-        with IMap(papy_client_only.triple, range(3), worker_remote=[(papy_servers[0].address, 1)]) as m:
+        with IMap(
+            papy_client_only.triple, range(3), worker_remote=[(papy_servers[0].address, 1)]
+        ) as m:
             got = collect(m)
     finally:
         sys.modules.pop("papy_client_only", None)
@@ -300,7 +326,10 @@ def test_the_function_is_sent_once_per_connection_not_with_items(papy_servers, m
     def recording_connect(*args, **kwargs):
         link = real_connect(*args, **kwargs)
         define, run = link.define, link.run
-        link.define = lambda task, payload: (sent["define"].append(len(payload)), define(task, payload))[1]
+        link.define = lambda task, payload: (
+            sent["define"].append(len(payload)),
+            define(task, payload),
+        )[1]
         link.run = lambda data: (sent["run"].append(len(data)), run(data))[1]
         return link
 
@@ -366,12 +395,14 @@ def test_stopping_mid_run_is_prompt_and_the_server_stays_usable(papy_servers):
 # -- local + remote ------------------------------------------------------------------
 @pytest.mark.parametrize("worker_type", ["thread", "process"])
 def test_local_and_remote_workers_share_one_map(papy_servers, worker_type):
-    with IMap(worker_type=worker_type, worker_num=1, worker_remote=[(papy_servers[0].address, 1)]) as m:
+    with IMap(
+        worker_type=worker_type, worker_num=1, worker_remote=[(papy_servers[0].address, 1)]
+    ) as m:
         assert m.stride == 2
         pids = m.add_task(pid_of, range(12))
         squares = m.add_task(square, pids)  # chained: read through the map itself
         m.start()
-        seen = {int(math.isqrt(v)) for v in squares}
+        seen = {math.isqrt(v) for v in squares}
         remote_pid = m._run.pool.remote.servers()[0]["pid"]  # the server's connection process
     assert len(seen) == 2 and remote_pid in seen
     assert (os.getpid() in seen) == (worker_type == "thread")
@@ -404,8 +435,14 @@ def test_a_server_dying_mid_run_fails_or_reruns_its_item_and_the_map_carries_on(
     doomed = papy_server(workdir, PAPY_TEST_DOOMED="1")
     try:
         remote = [(doomed.address, 1)] + ([] if local else [(papy_servers[1].address, 1)])
-        with IMap(die_on_doomed, range(8), worker_type="thread", worker_num=local,
-                  worker_remote=remote, retries=retries) as m:
+        with IMap(
+            die_on_doomed,
+            range(8),
+            worker_type="thread",
+            worker_num=local,
+            worker_remote=remote,
+            retries=retries,
+        ) as m:
             got = collect(m)
             pool = m._run.pool
             remote_pool = pool.remote if local else pool
@@ -424,8 +461,14 @@ def test_a_server_dying_mid_run_fails_or_reruns_its_item_and_the_map_carries_on(
 
 # -- TLS -------------------------------------------------------------------------------
 def test_tls_with_a_client_certificate(tls_server, certs):
-    remote_ssl = {"keyfile": certs["client.key"], "certfile": certs["client"], "ca_certs": certs["ca"]}
-    with IMap(square, range(6), worker_remote=[(tls_server.address, 2)], remote_ssl=remote_ssl) as m:
+    remote_ssl = {
+        "keyfile": certs["client.key"],
+        "certfile": certs["client"],
+        "ca_certs": certs["ca"],
+    }
+    with IMap(
+        square, range(6), worker_remote=[(tls_server.address, 2)], remote_ssl=remote_ssl
+    ) as m:
         assert list(m) == [x * x for x in range(6)]
     assert papy.remote.ping(tls_server.address, remote_ssl)["kind"] == "papy"
 
@@ -436,9 +479,16 @@ def test_tls_with_a_client_certificate(tls_server, certs):
 def test_tls_refuses_clients_without_the_right_certificate(tls_server, certs, case):
     remote_ssl = {
         "no-client-cert": {"ca_certs": certs["ca"]},
-        "rogue-client-cert": {"keyfile": certs["rogue.key"], "certfile": certs["rogue"], "ca_certs": certs["ca"]},
-        "untrusted-server": {"keyfile": certs["client.key"], "certfile": certs["client"],
-                             "ca_certs": certs["other-ca"]},
+        "rogue-client-cert": {
+            "keyfile": certs["rogue.key"],
+            "certfile": certs["rogue"],
+            "ca_certs": certs["ca"],
+        },
+        "untrusted-server": {
+            "keyfile": certs["client.key"],
+            "certfile": certs["client"],
+            "ca_certs": certs["other-ca"],
+        },
         "plaintext": None,
     }[case]
     m = IMap(worker_remote=[(tls_server.address, 1)], remote_ssl=remote_ssl)
@@ -469,18 +519,36 @@ def test_cli_ping_and_lazy_imports(papy_servers):
     env = server_env()
     ping = subprocess.run(
         [sys.executable, "-m", "papy.remote", "ping", papy_servers[0].address],
-        capture_output=True, text=True, env=env, timeout=30,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
     )
     assert ping.returncode == 0, ping.stderr
     assert "kind=papy" in ping.stdout
     down = subprocess.run(
         [sys.executable, "-m", "papy.remote", "ping", f"127.0.0.1:{free_port()}"],
-        capture_output=True, text=True, env=env, timeout=30,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
     )
     assert down.returncode == 1 and "127.0.0.1" in down.stderr
     lazy = subprocess.run(
-        [sys.executable, "-c", "import sys, papy, papy.remote; "
-         "assert not {'rpyc', 'dask', 'distributed', 'loky'} & set(sys.modules), sorted(sys.modules)"],
-        capture_output=True, text=True, env=env, timeout=30,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, papy, papy.remote; "
+                "assert not {'rpyc', 'dask', 'distributed', 'loky'} & set(sys.modules), sorted(sys.modules)"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
     )
     assert lazy.returncode == 0, lazy.stderr

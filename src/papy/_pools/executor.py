@@ -34,6 +34,7 @@ from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
 from .._serialize import PROTOCOL, dumps, dumps_function, format_tb, revive, wrap_base_exception
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from . import Deliver, TaskDefs
@@ -73,13 +74,17 @@ def run_batch(token: str, payloads: dict[int, bytes], data: bytes) -> bytes:
                     tasks[task] = (_broken_task(exc), (), {})
     try:
         batch = pickle.loads(data)
-    except Exception as exc:
-        return pickle.dumps(f"the batch could not be unpickled in the executor's worker: {exc!r}", PROTOCOL)
+    except Exception as exc:  # noqa: BLE001
+        return pickle.dumps(
+            f"the batch could not be unpickled in the executor's worker: {exc!r}", PROTOCOL
+        )
     _, payload = _evaluate(tasks, batch)
     return payload
 
 
-def _run_direct(tasks: TaskDefs, batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, bool, Any]]:
+def _run_direct(
+    tasks: TaskDefs, batch: list[tuple[int, int, Any]]
+) -> list[tuple[int, int, bool, Any]]:
     """Evaluate a batch in an executor thread (nothing pickled)."""
     out = []
     for task, index, item in batch:
@@ -94,10 +99,15 @@ def _run_direct(tasks: TaskDefs, batch: list[tuple[int, int, Any]]) -> list[tupl
 
 # -- client side -----------------------------------------------------------------
 class _Batch:
-    __slots__ = ("items", "ids", "data", "payloads", "tries")
+    __slots__ = ("data", "ids", "items", "payloads", "tries")
 
-    def __init__(self, items: list[Any], ids: list[tuple[int, int]], data: bytes | None,
-                 payloads: dict[int, bytes] | None) -> None:
+    def __init__(
+        self,
+        items: list[Any],
+        ids: list[tuple[int, int]],
+        data: bytes | None,
+        payloads: dict[int, bytes] | None,
+    ) -> None:
         self.items = items
         self.ids = ids
         self.data = data
@@ -117,7 +127,9 @@ class ExecutorPool:
 
     def __init__(self, executor: Any, size: int, retries: int = 0) -> None:
         if not callable(getattr(executor, "submit", None)):
-            raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+            )
         self.executor = executor
         self.size = size
         self.retries = retries
@@ -138,7 +150,9 @@ class ExecutorPool:
         self._deliver = deliver
         if not self._direct:
             self._payloads = {
-                task: d.payload if d.payload is not None else dumps_function(d.func, d.args, d.kwargs)
+                task: d.payload
+                if d.payload is not None
+                else dumps_function(d.func, d.args, d.kwargs)
                 for task, d in tasks.items()
             }
         self._thread = threading.Thread(target=self._collect, name=f"{name}-executor", daemon=True)
@@ -149,7 +163,7 @@ class ExecutorPool:
         if not self._direct:
             try:
                 data = pickle.dumps(batch, PROTOCOL)
-            except Exception:
+            except Exception:  # noqa: BLE001
                 batch = self._drop_unpicklable(batch)
                 if not batch:
                     return
@@ -163,7 +177,9 @@ class ExecutorPool:
             if self._direct:
                 fut = self.executor.submit(_run_direct, self._tasks, b.items)
             else:
-                fut = self.executor.submit(run_batch, self._token, b.payloads, b.data, **self._submit_kwargs)
+                fut = self.executor.submit(
+                    run_batch, self._token, b.payloads, b.data, **self._submit_kwargs
+                )
         except Exception as exc:  # noqa: BLE001 - shut down or broken: fail the batch
             self._fail(b, exc)
             return
@@ -177,7 +193,7 @@ class ExecutorPool:
             try:
                 dumps(item)
                 keep.append((task, index, item))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 err = SerializationError(
                     f"item {index} of task {task} could not be pickled for the executor: {exc!r}"
                 )
@@ -214,10 +230,13 @@ class ExecutorPool:
     def _decode(self, b: _Batch, payload: bytes) -> list[tuple[int, int, bool, Any]]:
         try:
             values = pickle.loads(payload)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             values = f"the results could not be unpickled: {exc!r}"
         if isinstance(values, str):
-            return [(t, i, False, SerializationError(f"item {i} of task {t}: {values}")) for t, i in b.ids]
+            return [
+                (t, i, False, SerializationError(f"item {i} of task {t}: {values}"))
+                for t, i in b.ids
+            ]
         out = []
         for (task, index), (ok, value) in zip(b.ids, values):
             if not ok:
@@ -227,7 +246,9 @@ class ExecutorPool:
 
     def _fail(self, b: _Batch, exc: BaseException) -> None:
         """The whole batch failed: re-run it while ``retries`` allow if its worker was lost."""
-        lost = isinstance(exc, (BrokenExecutor, CancelledError)) or type(exc).__name__ in _LOST_TYPES
+        lost = (
+            isinstance(exc, (BrokenExecutor, CancelledError)) or type(exc).__name__ in _LOST_TYPES
+        )
         if lost and b.tries < self.retries and not self._closing:
             b.tries += 1
             self._send(b)

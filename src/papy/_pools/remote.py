@@ -33,22 +33,23 @@ import pickle
 import socket
 import threading
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .._errors import PapyError, SerializationError, TaskletAbortedError, WorkerLostError
 from .._serialize import PROTOCOL, dumps, dumps_function, revive
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from . import Deliver, TaskDefs
 
 __all__ = [
-    "RemotePool",
-    "RemoteConnectionError",
+    "SSL_KEYS",
     "Link",
+    "RemoteConnectionError",
+    "RemotePool",
     "connect",
     "ssl_context",
-    "SSL_KEYS",
 ]
 
 #: seconds to open a TCP connection (and finish the TLS handshake)
@@ -94,9 +95,7 @@ def ssl_context(options: Mapping[str, Any]) -> Any:
         raise TypeError(f"remote_ssl must be a mapping, got {type(options).__name__}")
     unknown = set(options) - SSL_KEYS
     if unknown:
-        raise ValueError(
-            f"unknown remote_ssl keys {sorted(unknown)}; allowed: {sorted(SSL_KEYS)}"
-        )
+        raise ValueError(f"unknown remote_ssl keys {sorted(unknown)}; allowed: {sorted(SSL_KEYS)}")
     certfile, keyfile = options.get("certfile"), options.get("keyfile")
     if keyfile is not None and certfile is None:
         raise ValueError("remote_ssl: 'keyfile' needs 'certfile'")
@@ -145,7 +144,7 @@ class Link:
         self.abort()
         try:
             self.conn.close()
-        except BaseException:  # noqa: BLE001 - it is going away anyway
+        except BaseException:  # noqa: BLE001, S110 - it is going away anyway
             pass
         try:
             self.sock.close()
@@ -271,7 +270,7 @@ def _describe(exc: BaseException) -> str:
 class _Batch:
     """A batch assigned to a slot: its items (for a fallback), ids and bytes."""
 
-    __slots__ = ("items", "ids", "data", "tries", "answered")
+    __slots__ = ("answered", "data", "ids", "items", "tries")
 
     def __init__(self, items: list[Any], ids: list[tuple[int, int]], data: bytes, tries: int = 0):
         self.items = items
@@ -287,8 +286,20 @@ class _Batch:
 class _Slot:
     """One connection: its queue, its batches in flight and its thread."""
 
-    __slots__ = ("index", "host", "port", "link", "queue", "outstanding", "load", "dead",
-                 "woken", "wake_r", "wake_w", "thread")
+    __slots__ = (
+        "dead",
+        "host",
+        "index",
+        "link",
+        "load",
+        "outstanding",
+        "port",
+        "queue",
+        "thread",
+        "wake_r",
+        "wake_w",
+        "woken",
+    )
 
     def __init__(self, index: int, host: str, port: int) -> None:
         self.index = index
@@ -370,7 +381,9 @@ class RemotePool:
                 errors[slot.index] = err
 
         openers = [
-            threading.Thread(target=open_slot, args=(s,), name=f"{name}-connect-{s.index}", daemon=True)
+            threading.Thread(
+                target=open_slot, args=(s,), name=f"{name}-connect-{s.index}", daemon=True
+            )
             for s in self._slots[1:]
         ]
         for t in openers:
@@ -391,7 +404,10 @@ class RemotePool:
             os.set_blocking(slot.wake_r, False)
             os.set_blocking(slot.wake_w, False)
             slot.thread = threading.Thread(
-                target=self._slot_loop, args=(slot,), name=f"{name}-remote-{slot.index}", daemon=True
+                target=self._slot_loop,
+                args=(slot,),
+                name=f"{name}-remote-{slot.index}",
+                daemon=True,
             )
             slot.thread.start()
 
@@ -443,7 +459,7 @@ class RemotePool:
         """Queue ``batch`` on the live slot with the fewest unanswered items."""
         try:
             data = pickle.dumps(batch, PROTOCOL)
-        except Exception:
+        except Exception:  # noqa: BLE001
             batch = self._drop_unpicklable(batch)
             if not batch:
                 return
@@ -479,7 +495,12 @@ class RemotePool:
                 self.fallback(b.items)
             return
         failed = [
-            (task, index, False, WorkerLostError(f"item {index} of task {task} was not evaluated: {why}"))
+            (
+                task,
+                index,
+                False,
+                WorkerLostError(f"item {index} of task {task} was not evaluated: {why}"),
+            )
             for b in batches
             for task, index in b.ids
         ]
@@ -493,7 +514,7 @@ class RemotePool:
             try:
                 dumps(item)
                 keep.append((task, index, item))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 err = SerializationError(
                     f"item {index} of task {task} could not be pickled for a remote worker: {exc!r}"
                 )
@@ -597,21 +618,29 @@ class RemotePool:
         ids = batch.ids
         if res.error:
             try:
-                res.value
-                err: BaseException = RuntimeError("the remote call failed")
+                err: BaseException = RuntimeError(f"the remote call failed: {res.value!r}")
             except BaseException as exc:  # noqa: BLE001 - rpyc's rebuilt remote exception
                 err = exc
             return [
-                (t, i, False, SerializationError(f"remote worker {slot.label} failed to run item {i} "
-                                                 f"of task {t}: {_describe(err)}"))
+                (
+                    t,
+                    i,
+                    False,
+                    SerializationError(
+                        f"remote worker {slot.label} failed to run item {i} "
+                        f"of task {t}: {_describe(err)}"
+                    ),
+                )
                 for t, i in ids
             ]
         try:
             values = pickle.loads(res.value)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             values = f"the results could not be unpickled: {exc!r}"
         if isinstance(values, str):
-            return [(t, i, False, SerializationError(f"item {i} of task {t}: {values}")) for t, i in ids]
+            return [
+                (t, i, False, SerializationError(f"item {i} of task {t}: {values}")) for t, i in ids
+            ]
         out = []
         for (task, index), (ok, value) in zip(ids, values):
             if not ok:
@@ -655,10 +684,15 @@ class RemotePool:
                     pid = slot.link.pid if slot.link is not None else "?"
                     for task, index in current.ids:
                         failed.append(
-                            (task, index, False, WorkerLostError(
-                                f"remote worker {slot.label} (pid {pid}) was lost while "
-                                f"evaluating item {index} of task {task}: {reason}"
-                            ))
+                            (
+                                task,
+                                index,
+                                False,
+                                WorkerLostError(
+                                    f"remote worker {slot.label} (pid {pid}) was lost while "
+                                    f"evaluating item {index} of task {task}: {reason}"
+                                ),
+                            )
                         )
                 again.extend(b.again(b.tries) for b in started[1:])
             again.extend(waiting)
@@ -668,4 +702,6 @@ class RemotePool:
         if failed and self._deliver is not None:
             self._deliver(failed)
         if orphans:
-            self._orphans(orphans, f"every remote worker was lost (the last: {slot.label}, {reason})")
+            self._orphans(
+                orphans, f"every remote worker was lost (the last: {slot.label}, {reason})"
+            )

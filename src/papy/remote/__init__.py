@@ -18,7 +18,7 @@ from typing import Any
 
 from .._pools.remote import RemoteConnectionError
 
-__all__ = ["DEFAULT_PORT", "RemoteConnectionError", "serve", "make_server", "ping"]
+__all__ = ["DEFAULT_PORT", "RemoteConnectionError", "make_server", "ping", "serve"]
 
 DEFAULT_PORT = 18812
 

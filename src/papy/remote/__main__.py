@@ -26,14 +26,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return run_from_args(args)
 
-    from . import RemoteConnectionError, ping as do_ping
+    from . import RemoteConnectionError
+    from . import ping as do_ping
 
     remote_ssl = None
     if args.ssl_keyfile or args.ssl_certfile or args.ssl_cafile:
         remote_ssl = {
             k: v
-            for k, v in (("keyfile", args.ssl_keyfile), ("certfile", args.ssl_certfile),
-                         ("ca_certs", args.ssl_cafile))
+            for k, v in (
+                ("keyfile", args.ssl_keyfile),
+                ("certfile", args.ssl_certfile),
+                ("ca_certs", args.ssl_cafile),
+            )
             if v
         }
     try:

@@ -38,24 +38,22 @@ def _failure(exc, where):
     tb = _format_tb(exc)
     if not isinstance(exc, Exception):
         name = type(exc).__name__
-        return (None, tb, "aborted", "%s raised %s(%s)" % (where, name, exc))
+        return (None, tb, "aborted", f"{where} raised {name}({exc})")
     try:
         clone = pickle.loads(pickle.dumps(exc, PROTOCOL))
         if type(clone) is not type(exc):
             raise TypeError("its type changed in a pickle round trip")
-    except Exception as why:
-        message = "%s raised %s: %s; the exception itself could not be pickled (%s)" % (
-            where,
-            type(exc).__qualname__,
-            exc,
-            why,
+    except Exception as why:  # noqa: BLE001 - anything may go wrong in user code
+        message = (
+            f"{where} raised {type(exc).__qualname__}: {exc}; "
+            f"the exception itself could not be pickled ({why})"
         )
         return (None, tb, "serialization", message)
     exc.__traceback__ = None
     return (exc, tb, "", "")
 
 
-class _Broken(object):
+class _Broken:
     """Stands for a task whose function could not be unpickled here."""
 
     def __init__(self, message, tb):
@@ -63,7 +61,7 @@ class _Broken(object):
         self.tb = tb
 
 
-class Worker(object):
+class Worker:
     """The tasks defined by one client connection, and how to run them."""
 
     def __init__(self):
@@ -80,9 +78,8 @@ class Worker(object):
         try:
             self.tasks[task] = pickle.loads(payload)
         except BaseException as exc:  # noqa: BLE001 - reported at every item of the task
-            message = "the function of task %d could not be unpickled on the remote worker: %r" % (
-                task,
-                exc,
+            message = (
+                f"the function of task {task} could not be unpickled on the remote worker: {exc!r}"
             )
             self.tasks[task] = _Broken(message, _format_tb(exc))
 
@@ -94,14 +91,14 @@ class Worker(object):
             batch = pickle.loads(data)
         except BaseException as exc:  # noqa: BLE001 - an item that cannot be unpickled here
             return pickle.dumps(
-                "the batch could not be unpickled on the remote worker: %r" % (exc,), PROTOCOL
+                f"the batch could not be unpickled on the remote worker: {exc!r}", PROTOCOL
             )
         values = []
         for task, index, item in batch:
-            where = "item %d of task %d" % (index, task)
+            where = f"item {index} of task {task}"
             definition = self.tasks.get(task)
             if definition is None:
-                message = "task %d is not defined on this remote worker" % task
+                message = f"task {task} is not defined on this remote worker"
                 values.append((False, (None, "", "serialization", message)))
                 continue
             if isinstance(definition, _Broken):
@@ -114,7 +111,7 @@ class Worker(object):
                 values.append((False, _failure(exc, where)))
         try:
             return pickle.dumps(values, PROTOCOL)
-        except Exception:
+        except Exception:  # noqa: BLE001 - find the culprits one by one
             return self._dumps_one_by_one(batch, values)
 
     @staticmethod
@@ -125,11 +122,7 @@ class Worker(object):
             try:
                 pickle.dumps(value, PROTOCOL)
                 safe.append(value)
-            except Exception as exc:
-                message = "the result of item %d of task %d could not be pickled: %r" % (
-                    index,
-                    task,
-                    exc,
-                )
+            except Exception as exc:  # noqa: BLE001 - reported at the item
+                message = f"the result of item {index} of task {task} could not be pickled: {exc!r}"
                 safe.append((False, (None, _format_tb(exc), "serialization", message)))
         return pickle.dumps(safe, PROTOCOL)

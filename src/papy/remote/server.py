@@ -25,12 +25,12 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ._worker import Worker
 
-__all__ = ["DEFAULT_PORT", "make_server", "serve", "main", "add_serve_arguments"]
+__all__ = ["DEFAULT_PORT", "add_serve_arguments", "main", "make_server", "serve"]
 
 DEFAULT_PORT = 18812
 DEFAULT_HOST = "127.0.0.1"
@@ -170,18 +170,32 @@ def serve(
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"interface to listen on (default: {DEFAULT_HOST}, this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"TCP port (default: {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--mode", choices=("forking", "threaded"), default=None,
-                        help="one process per connection (default on POSIX) or one thread per connection")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"interface to listen on (default: {DEFAULT_HOST}, this machine only)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default: {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("forking", "threaded"),
+        default=None,
+        help="one process per connection (default on POSIX) or one thread per connection",
+    )
     parser.add_argument("--ssl-keyfile", help="TLS: this server's private key (PEM)")
     parser.add_argument("--ssl-certfile", help="TLS: this server's certificate (PEM)")
-    parser.add_argument("--ssl-cafile",
-                        help="TLS: CA certificates (PEM); clients must present a certificate signed by one")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log connections and refused clients to stderr")
+    parser.add_argument(
+        "--ssl-cafile",
+        help="TLS: CA certificates (PEM); clients must present a certificate signed by one",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log connections and refused clients to stderr"
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -200,16 +214,26 @@ def run_from_args(args: argparse.Namespace) -> int:
         )
 
     def ready(server: Any) -> None:
-        tls = "TLS, client certificates required" if args.ssl_cafile else (
-            "TLS" if args.ssl_keyfile else "no TLS")
+        tls = (
+            "TLS, client certificates required"
+            if args.ssl_cafile
+            else ("TLS" if args.ssl_keyfile else "no TLS")
+        )
         print(
             f"papy-worker serving on {server.host}:{server.port} ({server.papy_mode}, {tls}, pid {os.getpid()})",
             flush=True,
         )
 
     try:
-        serve(args.host, args.port, args.mode, args.ssl_keyfile, args.ssl_certfile,
-              args.ssl_cafile, ready)
+        serve(
+            args.host,
+            args.port,
+            args.mode,
+            args.ssl_keyfile,
+            args.ssl_certfile,
+            args.ssl_cafile,
+            ready,
+        )
     except (OSError, ValueError) as exc:
         print(f"papy-worker: {exc}", file=sys.stderr)
         return 1
