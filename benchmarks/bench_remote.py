@@ -69,7 +69,8 @@ def start_papy_server() -> tuple[subprocess.Popen[str], str]:
         [str(SRC), str(HERE)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "papy.remote", "serve", "--port", "0"],
+        # preloaded: each connection's process starts with this module (and pytest) imported
+        [sys.executable, "-m", "papy.remote", "serve", "--port", "0", "--preload", "bench_remote"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

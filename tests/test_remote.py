@@ -132,7 +132,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def papy_servers(workdir: Path):
-    servers = [papy_server(workdir), papy_server(workdir)]
+    servers = [papy_server(workdir), papy_server(workdir, "--preload", "colorsys")]
     yield servers
     for s in servers:
         s.kill()
@@ -341,6 +341,16 @@ def test_the_function_is_sent_once_per_connection_not_with_items(papy_servers, m
         assert list(out) == [x + len(big) for x in range(10)]
     assert len(sent["define"]) == 2 and min(sent["define"]) > len(big)  # once per connection
     assert len(sent["run"]) == 10 and max(sent["run"]) < 1000  # items only
+
+
+def test_preloaded_modules_are_there_before_any_function_needs_them(papy_servers):
+    def loaded(name):
+        return name in sys.modules  # a closure: travels by value, imports nothing
+
+    with IMap(loaded, ["colorsys"], worker_remote=[(papy_servers[1].address, 1)]) as m:
+        assert list(m) == [True]
+    with IMap(loaded, ["colorsys"], worker_remote=[(papy_servers[0].address, 1)]) as m:
+        assert list(m) == [False]
 
 
 # -- timeouts, skip, long items ----------------------------------------------------

@@ -145,10 +145,19 @@ def serve(
     ssl_certfile: str | None = None,
     ssl_cafile: str | None = None,
     ready: Callable[[Any], None] | None = None,
+    preload: Sequence[str] = (),
 ) -> None:
-    """Serve papy's worker service until interrupted (Ctrl-C or SIGTERM)."""
+    """Serve papy's worker service until interrupted (Ctrl-C or SIGTERM).
+
+    ``preload`` names modules imported once, before serving: in forking mode
+    every connection's process then starts with them loaded, instead of
+    importing them when a task's function is defined.
+    """
+    import importlib
     import signal
 
+    for module in preload:
+        importlib.import_module(module)
     server = make_server(host, port, mode, ssl_keyfile, ssl_certfile, ssl_cafile)
     if ready is not None:
         ready(server)
@@ -194,6 +203,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="TLS: CA certificates (PEM); clients must present a certificate signed by one",
     )
     parser.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE before serving, so that each connection starts with it loaded "
+        "(repeatable; e.g. the modules your functions live in, numpy, ...)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log connections and refused clients to stderr"
     )
 
@@ -233,8 +250,9 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.ssl_certfile,
             args.ssl_cafile,
             ready,
+            args.preload,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         print(f"papy-worker: {exc}", file=sys.stderr)
         return 1
     return 0
