@@ -559,8 +559,8 @@ class RemotePool:
                 for batch in sending:
                     res = link.run(batch.data)
                     res.add_callback(lambda r, b=batch: replies.append((b, r)))
-                readable = bool(pending and pending())
-                if not readable:
+                if not (pending and pending() and serve(0)):  # TLS may hold a whole message
+                    readable = False
                     for key, _ in selector.select(1.0):
                         if key.data == "wake":
                             try:
@@ -569,8 +569,8 @@ class RemotePool:
                                 pass
                         else:
                             readable = True
-                if readable:
-                    serve(0)
+                    if readable:
+                        serve(0)
                 while replies:
                     self._handle(slot, *replies.popleft())
         except BaseException as exc:  # noqa: BLE001 - the connection broke
