@@ -200,8 +200,9 @@ def test_chained_timeouts_keep_counts_aligned(worker_type):
         m.start()
         assert list(b) == [x + 1 for x in data]
     # skip=True: the late upstream item becomes a timeout error at its position.
+    data = [1.5, 0.01, 0.01]
     with IMap(worker_type=worker_type, worker_num=2, stride=1, skip=True) as m:
-        a = m.add_task(nap, data, timeout=0.2)
+        a = m.add_task(nap, data, timeout=0.7)
         b = m.add_task(inc, a)
         m.start()
         got = []

@@ -212,11 +212,14 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
     slots for in one message, and keeps the rest for the next pass. So the
     input is read at most ``buffer + chunksize`` items ahead of the consumer.
     """
+    if chunksize == 1:
+        return _feed_one_by_one(run, inputs, chained)
     sched = run.sched
     send = run.pool.submit
     next_task, turn_left = sched.next_task, sched.turn_left
     acquire, submit_many, put_result = sched.acquire_slots, sched.submit_many, sched.put_result
     kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
+    single = len(inputs) == 1
     try:
         while True:
             task = next_task()
@@ -227,7 +230,8 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
                 sched.input_done(task)
                 continue
             items = kept[task]
-            want = min(chunksize, turn_left())
+            # One task: consecutive turns are its own, so a batch may span them.
+            want = chunksize if single else min(chunksize, turn_left())
             it, is_chained = inputs[task], chained[task]
             ended = False
             while len(items) < want:
@@ -248,7 +252,13 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
             got = acquire(len(items), 0) or acquire(len(items), None)
             if sched.closed:
                 return
-            first = submit_many(task, got)
+            k = min(got, turn_left())
+            first = submit_many(task, k)
+            left = got - k
+            while left:  # (one task only) the rest of the batch, turn by turn
+                k = min(left, turn_left())
+                submit_many(task, k)
+                left -= k
             batch = []
             for k in range(got):
                 item = items[k]
@@ -261,6 +271,45 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
             kept[task] = items[got:]
             if ended and not kept[task]:
                 sched.input_done(task)
+    except SchedulerClosed:
+        return
+    except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
+        run.failure = exc
+        sched.close()
+
+
+def _feed_one_by_one(run: _Run, inputs: list[Iterator[Any]], chained: list[bool]) -> None:
+    """``_feed`` for ``chunksize=1``: the same steps, one tasklet per message."""
+    sched = run.sched
+    send = run.pool.submit
+    next_task, acquire, submit = sched.next_task, sched.acquire_slot, sched.submit
+    put_result = sched.put_result
+    try:
+        while True:
+            task = next_task()
+            if task < 0:
+                break
+            if run.stopping and sched.round > run.stop_round and not chained[task]:
+                sched.input_done(task)
+                continue
+            item = _read_one(inputs[task], chained[task])
+            if item is _END:
+                sched.input_done(task)
+                continue
+            upstream_closed = type(item) is _Failed and isinstance(item.exc, SchedulerClosed)
+            if upstream_closed and sched.closed:
+                return
+            if not acquire(0):
+                acquire(None)
+            if sched.closed:
+                return
+            index = submit(task)
+            if type(item) is _Failed:
+                put_result(task, index, False, item.exc)
+                if upstream_closed:  # an upstream map was stopped: one error, then the end
+                    sched.input_done(task)
+            else:
+                send([(task, index, item)])
     except SchedulerClosed:
         return
     except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
@@ -357,8 +406,11 @@ class IMap:
         worker_num = _check_count("worker_num", worker_num, 0)
         if worker_num + n_remote == 0:
             raise ValueError("worker_num is 0 and there are no worker_remote workers: nothing would run")
-        if stride is None:
-            stride = worker_num + n_remote
+        self.chunksize = _check_count("chunksize", chunksize, 1)
+        if stride is None:  # each worker gets one tasklet (one chunk) per turn
+            stride = (worker_num + n_remote) * self.chunksize
+            if isinstance(buffer, int) and not isinstance(buffer, bool) and 1 <= buffer < stride:
+                stride = max(worker_num + n_remote, buffer)
         stride = _check_count("stride", stride, 1)
         if buffer is not None:
             buffer = _check_count("buffer", buffer, 1)
@@ -372,7 +424,6 @@ class IMap:
             methods = multiprocessing.get_all_start_methods()
             if start_method not in methods:
                 raise ValueError(f"start_method must be one of {methods}, got {start_method!r}")
-        self.chunksize = _check_count("chunksize", chunksize, 1)
         self.retries = _check_count("retries", retries, 0)
         if deadlock_grace is not None:
             deadlock_grace = _check_timeout("deadlock_grace", deadlock_grace)

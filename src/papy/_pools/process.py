@@ -21,6 +21,7 @@ import pickle
 import signal
 import threading
 from collections import deque
+from time import monotonic
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
@@ -34,14 +35,20 @@ __all__ = ["ProcessPool"]
 
 
 class _Batch:
-    """A message in flight to one worker: its ids, its bytes and its retry count."""
+    """A message in flight to one worker: its ids, its bytes, when it was sent, retries."""
 
-    __slots__ = ("ids", "data", "tries")
+    __slots__ = ("ids", "data", "sent_at", "tries")
 
     def __init__(self, ids: list[tuple[int, int]], data: bytes, tries: int = 0) -> None:
         self.ids = ids
         self.data = data
+        self.sent_at = 0.0
         self.tries = tries
+
+
+#: a busy worker gets a second batch only if its current one is younger than
+#: this (seconds): quick items keep the pipe full, slow ones do not hold others up
+PATIENCE = 0.002
 
 
 class _Slot:
@@ -77,11 +84,20 @@ class ProcessPool:
 
     kind = "process"
 
-    def __init__(self, size: int, start_method: str | None = None, retries: int = 0) -> None:
+    def __init__(
+        self, size: int, start_method: str | None = None, retries: int = 0, prefetch: int = 2
+    ) -> None:
         self.size = size
         self.retries = retries
         self._ctx = multiprocessing.get_context(start_method)
         self._slots = [_Slot(i) for i in range(size)]
+        # A worker gets a batch while it has fewer than `prefetch` unanswered ones
+        # and its current one is younger than PATIENCE; the others wait here, in
+        # order, for the first free worker (a quick item never queues behind a
+        # slow one in a busy worker's pipe).
+        self.prefetch = prefetch
+        self._pending: deque[_Batch] = deque()
+        self._dispatch_lock = threading.Lock()  # guards _pending and the choice of worker
         self._closing = False
         self._defs_msg = b""
         self._deliver: Deliver | None = None
@@ -163,7 +179,7 @@ class ProcessPool:
 
     # -- feeder side ----------------------------------------------------------
     def submit(self, batch: list[tuple[int, int, Any]]) -> None:
-        """Send ``batch`` to the worker with the fewest unanswered items."""
+        """Send ``batch`` to the least busy worker, or queue it until one is free."""
         try:
             data = pickle.dumps((RUN, batch), PROTOCOL)
         except Exception:
@@ -171,20 +187,28 @@ class ProcessPool:
             if not batch:
                 return
             data = dumps((RUN, batch))
-        ids = [(task, index) for task, index, _ in batch]
-        best = self._slots[0]
-        if self.size > 1:
-            load = best.sent - best.done
-            for slot in self._slots:
-                if slot.sent - slot.done < load:
-                    best, load = slot, slot.sent - slot.done
-        with best.lock:
-            best.queue.append(_Batch(ids, data))
-            best.sent += len(ids)
+        job = _Batch([(task, index) for task, index, _ in batch], data)
+        with self._dispatch_lock:
+            best = self._slots[0]
+            load = len(best.queue)
+            if self.size > 1:
+                for slot in self._slots:
+                    if len(slot.queue) < load:
+                        best, load = slot, len(slot.queue)
+            if load and (load >= self.prefetch or monotonic() - best.queue[0].sent_at > PATIENCE):
+                self._pending.append(job)  # sent by a reader thread when its worker is free
+                return
+            self._send(best, job)
+
+    def _send(self, slot: _Slot, job: _Batch) -> None:
+        with slot.lock:
+            job.sent_at = monotonic()
+            slot.queue.append(job)
+            slot.sent += len(job.ids)
             try:
-                best.conn.send_bytes(data)
+                slot.conn.send_bytes(job.data)
             except (OSError, ValueError):
-                pass  # the worker died; the listener fails or re-sends the batch
+                pass  # the worker died; its reader fails or re-sends the batch
 
     def _drop_unpicklable(self, batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
         """Fail the items of ``batch`` that cannot be pickled; return the others."""
@@ -244,6 +268,10 @@ class ProcessPool:
                     value = revive(*value) if value[1] else value[0]
                 out.append((task, index, ok, value))
         slot.done += len(ids)
+        if self._pending:
+            with self._dispatch_lock:
+                if self._pending and len(slot.queue) < self.prefetch:
+                    self._send(slot, self._pending.popleft())
         if self._deliver is not None:
             self._deliver(out)
 
