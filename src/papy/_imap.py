@@ -26,6 +26,7 @@ import numbers
 import os
 import threading
 import weakref
+from time import monotonic
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 from . import _scheduler
 from ._errors import InputError, SchedulerClosed, timeout_error_class
+from ._log import logger
 from ._pools import NEEDS_PICKLE, PoolConfig, TaskDef, make_pool
 
 __all__ = ["IMap", "TaskIterator", "imap"]
@@ -124,6 +126,7 @@ class _Run:
         self.failure: BaseException | None = None  # why the feeder died, if it did
         self.shut = False
         self.lock = threading.Lock()
+        self.started = monotonic()
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Close the scheduler (waking every waiter) and stop the workers. Idempotent."""
@@ -275,6 +278,7 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
         return
     except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
         run.failure = exc
+        logger().error("the feeder failed: %r", exc)
         sched.close()
 
 
@@ -314,6 +318,7 @@ def _feed_one_by_one(run: _Run, inputs: list[Iterator[Any]], chained: list[bool]
         return
     except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
         run.failure = exc
+        logger().error("the feeder failed: %r", exc)
         sched.close()
 
 
@@ -581,6 +586,11 @@ class IMap:
         _live_runs.add(run)
         self._finalizer = weakref.finalize(self, run.shutdown, 0.2)
         feeder.start()
+        logger().debug(
+            "%s started: %d tasks, %s workers=%d, stride=%d, buffer=%d, core=%s",
+            self.name, n, self.worker_type, self.worker_num, self.stride, buffer,
+            _scheduler.IMPLEMENTATION,
+        )
 
     def next(self, timeout: float | None = None, task: int = 0, block: bool = True) -> Any:
         """Return the next result of ``task``; raise its exception or ``StopIteration``.
@@ -666,11 +676,25 @@ class IMap:
                         self.tracked[task][index] = value
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot of the scheduler's counters (per task and for the map)."""
+        """A snapshot of the map's counters, to see where the time goes.
+
+        Per task (``stats()['tasks'][i]``): ``submitted``, ``completed``
+        (results computed), ``returned`` (handed out, errors included),
+        ``in_flight``, ``ready`` (computed, not yet handed out), ``skipped``,
+        ``failed``. For the map: ``buffer_used`` of ``buffer_size``,
+        ``feeder_wait`` (seconds the feeder waited for a free slot: the
+        consumer is the bottleneck) and ``consumer_wait`` (seconds consumers
+        waited for a result: the workers are), ``elapsed`` since start.
+        """
         run = self._run
         if run is None:
             raise RuntimeError("the IMap is not started")
-        return dict(run.sched.stats())
+        snap = dict(run.sched.stats())
+        for task in snap["tasks"]:
+            task["completed"] = task["submitted"] - task["in_flight"]
+        snap["elapsed"] = monotonic() - run.started
+        snap["workers"] = self.worker_num + sum(n for _, _, n in self._remote)
+        return snap
 
     # -- context manager and housekeeping ------------------------------------
     def __enter__(self) -> IMap:
@@ -695,6 +719,7 @@ def imap(
     kwargs: Mapping[str, Any] | None = None,
     *,
     timeout: float | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> Iterator[Any]:
     """Like the builtin ``map`` but parallel and lazy: one call, one generator.
@@ -702,20 +727,57 @@ def imap(
     ``options`` are IMap's (``worker_type``, ``worker_num``, ``stride``,
     ``buffer``, ``ordered``, ``chunksize``, ...). Bad arguments fail here, at the
     call; the workers stop when the generator is exhausted, closed or collected.
+    The first failing item raises its exception and ends the generator, as
+    with ``map``. ``progress=True`` shows a tqdm bar (``pip install
+    papy[progress]``), with a total when ``iterable`` has a length. With
+    ``chunksize`` c > 1, up to c ready results are handed out at once.
     """
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            raise ImportError("progress=True needs tqdm: pip install 'papy[progress]'") from None
+        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+        bar = tqdm(total=total, unit="item")
     m = IMap(**options)
     results = m.add_task(func, iterable, args, kwargs, timeout=timeout)
     m.start()
+    return _generate(m, results, m.chunksize, bar)
 
-    def generate() -> Iterator[Any]:
-        try:
+
+def _generate(m: IMap, results: TaskIterator, chunk: int, bar: Any) -> Iterator[Any]:
+    """The generator behind ``imap``: stops the map however it ends."""
+    RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
+    try:
+        if chunk == 1:
             while True:
                 try:
                     value = next(results)
                 except StopIteration:
                     return
+                if bar is not None:
+                    bar.update(1)
                 yield value
-        finally:
-            m.stop()
-
-    return generate()
+        run = m._run
+        assert run is not None
+        timeout = results.timeout
+        while True:
+            try:
+                got = run.sched.get_many(0, chunk, timeout)
+            except KeyboardInterrupt:
+                run.shutdown(0.2)
+                raise
+            if bar is not None and got[0][0] != FINISHED:
+                bar.update(len(got))
+            for status, _index, value in got:
+                if status == RESULT:
+                    yield value
+                elif status == FINISHED:
+                    return
+                else:
+                    raise value
+    finally:
+        if bar is not None:
+            bar.close()
+        m.stop()

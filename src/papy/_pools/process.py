@@ -1,4 +1,4 @@
-"""Process workers: one duplex pipe per worker, one listener thread for replies.
+"""Process workers: one duplex pipe and one reader thread per worker.
 
 Data flow::
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
+from .._log import logger
 from .._serialize import PROTOCOL, dumps, revive
 from . import Deliver, TaskDefs
 from ._child import EXIT, RUN, TASKS, main
@@ -60,7 +61,7 @@ class _Slot:
         self.index = index
         self.proc: Any = None
         self.conn: Any = None
-        # Guards proc/conn/queue against the feeder (send) and listener (replace).
+        # Guards proc/conn/queue between the feeder (send) and the reader (replace).
         self.lock = threading.Lock()
         self.queue: deque[_Batch] = deque()
         self.sent = 0  # items sent, written by the feeder thread only
@@ -285,6 +286,7 @@ class ProcessPool:
             if self._closing:
                 return
             self.lost += 1
+            logger().warning("worker process %s was lost (%s); starting a new one", pid, reason)
             queue = slot.queue
             slot.queue = deque()
             conn.close()
