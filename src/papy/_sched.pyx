@@ -1,0 +1,789 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled scheduling core of papy (the pure-Python twin is ``papy._sched_py``).
+
+``papy._sched_py`` is the specification: this module has the same classes,
+methods, errors and messages, and the whole test suite runs against both.
+Nothing but the selector ``papy._scheduler`` imports either module.
+
+Locking: every method runs with the GIL held and does not release it while it
+touches the state, so the GIL is the state lock (no Python-level lock).
+Blocking waits release the GIL and sleep on a C++ ``std::condition_variable``
+(one for "results changed", one for "slot freed"); lost wake-ups are avoided
+with sequence counters:
+
+* a producer (GIL held) updates the state, then - if somebody waits - locks
+  the C mutex, bumps the counter, notifies and unlocks. Locking the C mutex
+  while holding the GIL is safe because its holders never need the GIL;
+* a waiter (GIL held) registers, snapshots the counter and checks the state;
+  then, without the GIL, waits at most one slice while the counter is
+  unchanged. Back with the GIL it runs signal handlers (``KeyboardInterrupt``)
+  and re-checks close, deadlock, timeout and readiness like the twin.
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.long cimport PyLong_AsSsize_t
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+from collections import deque
+
+from papy._errors import DeadlockError, SchedulerClosed, timeout_error_class
+
+__all__ = ["Scheduler", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
+
+IMPLEMENTATION = "cython"
+
+#: ``get_result`` status codes
+RESULT = 0
+ERROR = 1
+FINISHED = 2
+
+#: longest single wait, in seconds, before a waiter re-checks close and signals
+WAIT_SLICE = 0.05
+
+_MSG_CLOSED = "the map was stopped"
+_MSG_DEADLOCK = (
+    "deadlock: task {task} waits for its next result, but the buffer ({buffer} slots) "
+    "is full of results of other tasks that nobody is reading, and nothing is being "
+    "computed. Read results in weave order (at most `stride` results from one task "
+    "in a row, result n of task N before result n of task N+1), or raise `buffer` "
+    "to at least number of tasks x stride ({need})."
+)
+_MSG_TIMEOUT = "no result of task {task} within {timeout} s"
+
+cdef object _FINISHED_TUPLE = (2, -1, None)
+
+# ``a, b, c, d = item`` compiled by CPython, not Cython: same error messages as
+# the twin on every Python version (used for items that are not 4-tuples)
+_ns = {}
+exec("def _unpack4(item):\n    a, b, c, d = item\n    return a, b, c, d\n", _ns)
+cdef object _unpack4 = _ns["_unpack4"]
+del _ns
+
+
+cdef extern from *:
+    """
+    #include <mutex>
+    #include <condition_variable>
+    #include <chrono>
+    #include <new>
+
+    namespace {
+
+    struct papy_sync_t {
+        std::mutex mutex;
+        std::condition_variable results_cv;  /* consumers wait here */
+        std::condition_variable slot_cv;     /* the feeder waits here */
+        unsigned long long results_seq;
+        unsigned long long slot_seq;
+        papy_sync_t() : results_seq(0), slot_seq(0) {}
+    };
+
+    static papy_sync_t *papy_sync_new(void) {
+        try {
+            return new papy_sync_t();
+        } catch (...) {
+            return NULL;
+        }
+    }
+
+    static void papy_sync_free(papy_sync_t *s) {
+        delete s;
+    }
+
+    /* Called with the GIL held: the mutex is only ever held by code that
+       never needs the GIL, so this cannot deadlock. */
+    static inline void papy_sync_bump(papy_sync_t *s, int slot) {
+        try {
+            std::lock_guard<std::mutex> lock(s->mutex);
+            if (slot) {
+                ++s->slot_seq;
+                s->slot_cv.notify_all();
+            } else {
+                ++s->results_seq;
+                s->results_cv.notify_all();
+            }
+        } catch (...) {
+            /* lock() failing is not recoverable here; waiters wake up at the
+               end of their slice anyway */
+        }
+    }
+
+    /* Called WITHOUT the GIL: waits at most `seconds` while the counter still
+       equals `snapshot`. */
+    static inline void papy_sync_wait(papy_sync_t *s, int slot,
+                                      unsigned long long snapshot, double seconds) {
+        try {
+            std::chrono::steady_clock::duration d =
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(seconds));
+            std::unique_lock<std::mutex> lock(s->mutex);
+            if (slot) {
+                s->slot_cv.wait_for(lock, d, [s, snapshot] { return s->slot_seq != snapshot; });
+            } else {
+                s->results_cv.wait_for(lock, d, [s, snapshot] { return s->results_seq != snapshot; });
+            }
+        } catch (...) {
+            /* treated as a spurious wake-up: the caller re-checks everything */
+        }
+    }
+
+    static inline double papy_monotonic(void) {
+        return std::chrono::duration<double>(
+            std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
+
+    }  // namespace
+    """
+    ctypedef struct papy_sync_t:
+        unsigned long long results_seq
+        unsigned long long slot_seq
+    papy_sync_t *papy_sync_new()
+    void papy_sync_free(papy_sync_t *s)
+    void papy_sync_bump(papy_sync_t *s, int slot)
+    void papy_sync_wait(papy_sync_t *s, int slot, unsigned long long snapshot,
+                        double seconds) nogil
+    double papy_monotonic() nogil
+
+
+cdef struct TaskState:
+    Py_ssize_t submitted       # next index to submit
+    Py_ssize_t next_out        # ordered: next index to hand out
+    Py_ssize_t returned        # results handed out (errors included)
+    Py_ssize_t failed          # ERROR results handed out
+    Py_ssize_t n_skipped       # positions skipped
+    Py_ssize_t live            # submitted, not arrived, not skipped
+    Py_ssize_t task_in_flight  # submitted, not arrived
+    bint input_done
+
+
+cdef object _check_int(str name, object value, Py_ssize_t minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+cdef inline Py_ssize_t _clamp(object value):
+    """An int >= 1 as Py_ssize_t, saturating (only ever compared with counters)."""
+    try:
+        return PyLong_AsSsize_t(value)
+    except OverflowError:
+        return PY_SSIZE_T_MAX
+
+
+
+cdef class Scheduler:
+    """Stride weave, buffer accounting and per-task result queues of one map.
+
+    Parties: one *feeder* thread (``next_task``, ``input_done``,
+    ``acquire_slot(s)``, ``turn_left``, ``submit(_many)``), any number of *delivering* threads
+    (``put_result``, ``put_many``) and *consumers* (``get_result``, ``get_many``).
+    """
+
+    cdef TaskState *_tasks
+    cdef papy_sync_t *_sync
+    cdef Py_ssize_t _n
+    cdef Py_ssize_t _stride
+    cdef Py_ssize_t _buffer
+    cdef object _n_obj
+    cdef object _stride_obj
+    cdef object _buffer_obj
+    cdef bint _ordered
+    cdef bint _skip
+    cdef bint _has_grace
+    cdef double _grace
+
+    cdef list _results   # per task: dict index -> (ok, value) | deque of (index, ok, value)
+    cdef list _pending   # per task: set of in-flight indices
+    cdef list _skipped   # per task: dict index -> slot already freed
+
+    cdef Py_ssize_t _turn
+    cdef Py_ssize_t _repeat
+    cdef Py_ssize_t _round
+    cdef Py_ssize_t _open_inputs
+
+    cdef Py_ssize_t _used       # buffer slots taken
+    cdef Py_ssize_t _held       # slots acquired by the feeder, not yet submitted
+    cdef Py_ssize_t _in_flight  # all tasks: submitted, not arrived
+    cdef bint _feeder_waiting
+    cdef bint _closed
+    cdef double _feeder_wait
+    cdef double _consumer_wait
+    cdef int _results_waiters   # threads inside get_result's wait loop
+    cdef int _slot_waiters      # threads inside acquire_slot's wait loop
+
+    cdef object __weakref__
+
+    def __cinit__(
+        self,
+        n_tasks,
+        stride,
+        buffer,
+        ordered=True,
+        skip=False,
+        deadlock_grace=0.5,
+    ):
+        cdef Py_ssize_t n, t
+        _check_int("n_tasks", n_tasks, 1)
+        _check_int("stride", stride, 1)
+        _check_int("buffer", buffer, 1)
+        if buffer < stride:
+            raise ValueError(f"buffer must be >= stride ({stride}), got {buffer}")
+        if deadlock_grace is not None and not deadlock_grace >= 0:
+            raise ValueError(f"deadlock_grace must be >= 0 or None, got {deadlock_grace}")
+        try:
+            n = n_tasks
+        except OverflowError:
+            # the twin's message (from ``[0] * n_tasks``)
+            raise OverflowError("cannot fit 'int' into an index-sized integer") from None
+        self._n = n
+        self._n_obj = n_tasks
+        self._stride = _clamp(stride)
+        self._stride_obj = stride
+        self._buffer = _clamp(buffer)
+        self._buffer_obj = buffer
+        self._ordered = bool(ordered)
+        self._skip = bool(skip)
+        self._has_grace = deadlock_grace is not None
+        if self._has_grace:
+            try:
+                self._grace = float(deadlock_grace)
+            except OverflowError:
+                self._grace = float("inf")
+
+        self._tasks = <TaskState *>PyMem_Calloc(<size_t>n, sizeof(TaskState))
+        if self._tasks == NULL:
+            raise MemoryError()
+        self._sync = papy_sync_new()
+        if self._sync == NULL:
+            raise MemoryError()
+        if self._ordered:
+            self._results = [{} for t in range(n)]
+        else:
+            self._results = [deque() for t in range(n)]
+        self._pending = [set() for t in range(n)]
+        self._skipped = [{} for t in range(n)]
+        self._open_inputs = n
+
+    def __init__(
+        self,
+        n_tasks,
+        stride,
+        buffer,
+        ordered=True,
+        skip=False,
+        deadlock_grace=0.5,
+    ):
+        # everything is validated and set up in __cinit__
+        pass
+
+    def __dealloc__(self):
+        if self._sync != NULL:
+            papy_sync_free(self._sync)
+            self._sync = NULL
+        if self._tasks != NULL:
+            PyMem_Free(self._tasks)
+            self._tasks = NULL
+
+    # -- read-only properties -------------------------------------------------
+    @property
+    def n_tasks(self):
+        return self._n_obj
+
+    @property
+    def stride(self):
+        return self._stride_obj
+
+    @property
+    def buffer(self):
+        return self._buffer_obj
+
+    @property
+    def ordered(self):
+        return self._ordered
+
+    @property
+    def skip(self):
+        return self._skip
+
+    @property
+    def round(self):
+        """Number of times the weave went back to the first task."""
+        return self._round
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def buffer_used(self):
+        return self._used
+
+    @property
+    def in_flight(self):
+        return self._in_flight
+
+    # -- notification helpers (GIL held) -------------------------------------
+    cdef inline void _notify_results(self):
+        if self._results_waiters > 0:
+            papy_sync_bump(self._sync, 0)
+
+    cdef inline void _notify_slot(self):
+        if self._slot_waiters > 0:
+            papy_sync_bump(self._sync, 1)
+
+    # -- feeder side ----------------------------------------------------------
+    cdef inline Py_ssize_t _check_task(self, object task) except -1:
+        cdef Py_ssize_t t
+        if isinstance(task, bool) or not isinstance(task, int):
+            raise TypeError(f"task must be an int, got {type(task).__name__}")
+        try:
+            t = PyLong_AsSsize_t(task)
+        except OverflowError:
+            t = -1
+        if t < 0 or t >= self._n:
+            raise IndexError(f"task {task} out of range (the map has {self._n_obj} tasks)")
+        return t
+
+    cdef inline void _advance(self):
+        self._repeat = 0
+        self._turn += 1
+        if self._turn == self._n:
+            self._turn = 0
+            self._round += 1
+
+    def next_task(self):
+        """Return the task whose turn it is to be fed, or -1 when none is left."""
+        if self._closed or self._open_inputs == 0:
+            return -1
+        while self._tasks[self._turn].input_done:
+            self._advance()
+        return self._turn
+
+    def input_done(self, task):
+        """Record that ``task``'s input is exhausted: it gets no more tasklets."""
+        cdef Py_ssize_t t = self._check_task(task)
+        if self._tasks[t].input_done:
+            return
+        self._tasks[t].input_done = True
+        self._open_inputs -= 1
+        if t == self._turn and self._open_inputs:
+            self._advance()
+        self._notify_results()
+
+    def acquire_slot(self, timeout=None):
+        """Take a buffer slot, waiting while the buffer is full.
+
+        Returns False if ``timeout`` passed first; raises ``SchedulerClosed``
+        if the map is stopped meanwhile.
+        """
+        if self._closed:
+            raise SchedulerClosed(_MSG_CLOSED)
+        if self._used < self._buffer:
+            self._used += 1
+            self._held += 1
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        return self._wait_slot(timeout)
+
+    cdef object _wait_slot(self, object timeout):
+        cdef bint has_deadline = timeout is not None
+        cdef double deadline = 0.0
+        cdef double started, remaining, wait
+        cdef unsigned long long snapshot
+        if has_deadline:
+            deadline = papy_monotonic() + timeout
+        started = papy_monotonic()
+        self._feeder_waiting = True
+        self._notify_results()
+        self._slot_waiters += 1
+        try:
+            snapshot = self._sync.slot_seq
+            while self._used >= self._buffer:
+                if self._closed:
+                    raise SchedulerClosed(_MSG_CLOSED)
+                wait = WAIT_SLICE
+                if has_deadline:
+                    remaining = deadline - papy_monotonic()
+                    if remaining <= 0:
+                        return False
+                    if remaining < wait:
+                        wait = remaining
+                with nogil:
+                    papy_sync_wait(self._sync, 1, snapshot, wait)
+                PyErr_CheckSignals()
+                snapshot = self._sync.slot_seq
+            self._used += 1
+            self._held += 1
+            return True
+        finally:
+            self._slot_waiters -= 1
+            self._feeder_waiting = False
+            self._feeder_wait += papy_monotonic() - started
+
+    def acquire_slots(self, n, timeout=None):
+        """Take up to ``n`` free buffer slots; wait (like ``acquire_slot``) only if none is free.
+
+        Returns how many were taken: 0 only if ``timeout`` passed first.
+        """
+        cdef Py_ssize_t extra
+        _check_int("n", n, 1)
+        if not self.acquire_slot(timeout):
+            return 0
+        extra = _clamp(n) - 1
+        if self._buffer - self._used < extra:
+            extra = self._buffer - self._used
+        self._used += extra
+        self._held += extra
+        return 1 + extra
+
+    def turn_left(self):
+        """Tasklets the current task may still submit in this turn of the weave."""
+        return self._stride_obj - self._repeat
+
+    def submit(self, task):
+        """Record a tasklet of ``task`` (a slot must be held); return its index.
+
+        ``task`` must be the one ``next_task`` returned; after ``stride``
+        submissions the weave moves to the next task.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        cdef TaskState *ts
+        cdef Py_ssize_t index
+        if self._held <= 0:
+            raise RuntimeError("submit() needs a buffer slot from acquire_slot()")
+        ts = &self._tasks[t]
+        if t != self._turn or ts.input_done:
+            raise ValueError(f"task {task} is not the task whose turn it is ({self._turn})")
+        self._held -= 1
+        index = ts.submitted
+        ts.submitted = index + 1
+        self._in_flight += 1
+        ts.task_in_flight += 1
+        py_index = index
+        (<set>self._pending[t]).add(py_index)
+        if py_index not in <dict>self._skipped[t]:
+            ts.live += 1
+        self._repeat += 1
+        if self._repeat >= self._stride:
+            self._advance()
+        return py_index
+
+    def submit_many(self, task, n):
+        """Record ``n`` tasklets of ``task`` at once (``n`` slots held, ``n <= turn_left()``).
+
+        Returns the index of the first; the others follow it.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        cdef Py_ssize_t count, first, index, live = 0
+        cdef TaskState *ts
+        cdef set pending
+        cdef dict skipped
+        _check_int("n", n, 1)
+        count = _clamp(n)
+        if self._held < count:
+            raise RuntimeError("submit_many() needs n buffer slots from acquire_slots()")
+        ts = &self._tasks[t]
+        if t != self._turn or ts.input_done:
+            raise ValueError(f"task {task} is not the task whose turn it is ({self._turn})")
+        if count > self._stride - self._repeat:
+            raise ValueError(
+                f"n must be <= turn_left() ({self._stride_obj - self._repeat}), got {n}"
+            )
+        first = ts.submitted
+        pending = <set>self._pending[t]
+        skipped = <dict>self._skipped[t]
+        for index in range(first, first + count):
+            py_index = index
+            pending.add(py_index)
+            if not skipped or py_index not in skipped:
+                live += 1
+        self._held -= count
+        ts.submitted = first + count
+        self._in_flight += count
+        ts.task_in_flight += count
+        ts.live += live
+        self._repeat += count
+        if self._repeat >= self._stride:
+            self._advance()
+        return first
+
+    # -- delivering side ------------------------------------------------------
+    cdef int _store(self, Py_ssize_t t, object task, object index, object ok,
+                    object value) except -1:
+        """Store one arrived result."""
+        cdef set pending = <set>self._pending[t]
+        cdef dict skipped
+        cdef TaskState *ts = &self._tasks[t]
+        if index not in pending:
+            raise ValueError(f"tasklet {index} of task {task} is not in flight")
+        pending.remove(index)
+        self._in_flight -= 1
+        ts.task_in_flight -= 1
+        skipped = <dict>self._skipped[t]
+        if skipped and index in skipped:
+            if not skipped.pop(index):
+                self._used -= 1
+                self._notify_slot()
+            return 0
+        ts.live -= 1
+        if self._ordered:
+            (<dict>self._results[t])[index] = (ok, value)
+        else:
+            self._results[t].append((index, ok, value))
+        return 0
+
+    def put_result(self, task, index, ok, value):
+        """Deliver the result of tasklet ``index`` of ``task``.
+
+        ``ok`` False means ``value`` is an exception to raise at that position.
+        A result of a skipped position is dropped. Ignored once closed.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        if self._closed:
+            return
+        self._store(t, task, index, ok, value)
+        self._notify_results()
+
+    def put_many(self, results):
+        """Deliver several ``(task, index, ok, value)`` results at once."""
+        for item in results:
+            self._check_task(item[0])
+        if self._closed:
+            return
+        try:
+            for item in results:
+                if type(item) is tuple and len(<tuple>item) == 4:
+                    task, index, ok, value = <tuple>item
+                else:  # let CPython unpack, for its exact error messages
+                    task, index, ok, value = _unpack4(item)
+                self._store(self._check_task(task), task, index, ok, value)
+        finally:
+            self._notify_results()
+
+    # -- consumer side --------------------------------------------------------
+    cdef object _take(self, Py_ssize_t t):
+        """Hand out the next result of ``t`` if there is one, else None."""
+        cdef TaskState *ts = &self._tasks[t]
+        cdef dict results_d
+        cdef Py_ssize_t index
+        if self._ordered:
+            results_d = <dict>self._results[t]
+            index = ts.next_out
+            if results_d:
+                py_index = index
+                pair = results_d.pop(py_index, None)
+            else:
+                pair = None
+            if pair is not None:
+                ok, value = <tuple>pair
+                ts.next_out = index + 1
+            elif ts.input_done and index >= ts.submitted:
+                return _FINISHED_TUPLE
+            else:
+                return None
+        else:
+            results_q = self._results[t]
+            if results_q:
+                py_index, ok, value = <tuple>results_q.popleft()
+            elif ts.input_done and ts.live == 0:
+                return _FINISHED_TUPLE
+            else:
+                return None
+        self._used -= 1
+        self._notify_slot()
+        ts.returned += 1
+        if ok:
+            return (RESULT, py_index, value)
+        ts.failed += 1
+        return (ERROR, py_index, value)
+
+    cdef inline bint _stuck(self):
+        """True when nothing can arrive and the feeder cannot submit."""
+        return self._feeder_waiting and self._in_flight == 0 and self._used >= self._buffer
+
+    cdef int _skip_one(self, Py_ssize_t t) except -1:
+        """Give up the position a timed-out consumer of ``t`` waited for."""
+        cdef dict skipped = <dict>self._skipped[t]
+        cdef TaskState *ts = &self._tasks[t]
+        cdef Py_ssize_t index = 0, i
+        cdef bint found = False
+        if self._ordered:
+            index = ts.next_out
+            ts.next_out = index + 1
+        else:
+            for py_i in <set>self._pending[t]:
+                if py_i not in skipped:
+                    i = py_i
+                    if not found or i < index:
+                        index = i
+                        found = True
+            if not found:
+                index = ts.submitted
+                while index in skipped:
+                    index += 1
+        if index < ts.submitted:
+            skipped[index] = True  # its slot is freed now, its result dropped later
+            ts.live -= 1
+            self._used -= 1
+            self._notify_slot()
+        else:
+            skipped[index] = False  # not submitted yet: its slot is freed on arrival
+        ts.n_skipped += 1
+        self._notify_results()
+        return 0
+
+    def get_result(self, task, timeout=None):
+        """Return ``(status, index, value)`` for the next result of ``task``.
+
+        ``status`` is ``RESULT``, ``ERROR`` (``value`` is the exception) or
+        ``FINISHED`` (and stays so). Waits at most ``timeout`` seconds (None:
+        no limit) and then raises papy's ``TimeoutError``, skipping the awaited
+        position for good if the scheduler skips. Raises ``DeadlockError`` if
+        the wait can never end and ``SchedulerClosed`` once stopped.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        if self._closed:
+            raise SchedulerClosed(_MSG_CLOSED)
+        got = self._take(t)
+        if got is not None:
+            return got
+        return self._wait_result(t, task, timeout)
+
+    cdef object _wait_result(self, Py_ssize_t t, object task, object timeout):
+        cdef double started = papy_monotonic()
+        cdef bint has_deadline = timeout is not None
+        cdef double deadline = 0.0
+        cdef bint stuck = False
+        cdef double stuck_since = 0.0
+        cdef double now, remaining, wait
+        cdef unsigned long long snapshot
+        if has_deadline:
+            deadline = started + timeout
+        self._results_waiters += 1
+        try:
+            # Nothing can have changed since the caller's _take (the GIL is
+            # held), but registering first makes the wake-up airtight.
+            snapshot = self._sync.results_seq
+            got = self._take(t)
+            if got is not None:
+                return got
+            while True:
+                now = papy_monotonic()
+                if self._has_grace and self._stuck():
+                    if not stuck:
+                        stuck = True
+                        stuck_since = now
+                    if now - stuck_since >= self._grace:
+                        raise DeadlockError(
+                            _MSG_DEADLOCK.format(
+                                task=task,
+                                buffer=self._buffer_obj,
+                                need=self._n_obj * self._stride_obj,
+                            )
+                        )
+                else:
+                    stuck = False
+                wait = WAIT_SLICE
+                if has_deadline:
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        if self._skip:
+                            self._skip_one(t)
+                        raise timeout_error_class()(
+                            _MSG_TIMEOUT.format(task=task, timeout=timeout)
+                        )
+                    if remaining < wait:
+                        wait = remaining
+                with nogil:
+                    papy_sync_wait(self._sync, 0, snapshot, wait)
+                PyErr_CheckSignals()
+                if self._closed:
+                    raise SchedulerClosed(_MSG_CLOSED)
+                snapshot = self._sync.results_seq
+                got = self._take(t)
+                if got is not None:
+                    return got
+        finally:
+            self._results_waiters -= 1
+            self._consumer_wait += papy_monotonic() - started
+
+    def get_many(self, task, n, timeout=None):
+        """Like ``get_result``, then also take up to ``n - 1`` more results already there.
+
+        Returns a non-empty list; a ``FINISHED`` entry only ever comes alone.
+        """
+        cdef Py_ssize_t t, count, taken
+        _check_int("n", n, 1)
+        count = _clamp(n)
+        first = self.get_result(task, timeout)
+        out = [first]
+        if (<tuple>first)[0] == FINISHED or count == 1:
+            return out
+        t = self._check_task(task)
+        taken = 1
+        while taken < count:
+            got = self._take(t)
+            if got is None or (<tuple>got)[0] == FINISHED:
+                break
+            out.append(got)
+            taken += 1
+        return out
+
+    def task_finished(self, task):
+        """True once ``task`` has handed out (or skipped) all of its results."""
+        cdef Py_ssize_t t = self._check_task(task)
+        cdef TaskState *ts = &self._tasks[t]
+        if not ts.input_done:
+            return False
+        if self._ordered:
+            return ts.next_out >= ts.submitted
+        return ts.live == 0 and not self._results[t]
+
+    # -- lifecycle and inspection --------------------------------------------
+    def close(self):
+        """Stop: wake every waiter; later waits raise ``SchedulerClosed``."""
+        self._closed = True
+        papy_sync_bump(self._sync, 0)
+        papy_sync_bump(self._sync, 1)
+
+    def stats(self):
+        """A consistent snapshot of the counters, per task and for the map."""
+        cdef Py_ssize_t t
+        cdef TaskState *ts
+        tasks = []
+        for t in range(self._n):
+            ts = &self._tasks[t]
+            tasks.append(
+                {
+                    "submitted": ts.submitted,
+                    "returned": ts.returned,
+                    "failed": ts.failed,
+                    "skipped": ts.n_skipped,
+                    "in_flight": ts.task_in_flight,
+                    "ready": len(self._results[t]),
+                    "input_done": ts.input_done,
+                }
+            )
+        return {
+            "tasks": tasks,
+            "buffer_used": self._used,
+            "buffer_size": self._buffer_obj,
+            "in_flight": self._in_flight,
+            "feeder_wait": self._feeder_wait,
+            "consumer_wait": self._consumer_wait,
+            "round": self._round,
+            "closed": self._closed,
+        }
+
+    def __repr__(self):
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Scheduler {IMPLEMENTATION} {state} tasks={self._n_obj} stride={self._stride_obj} "
+            f"buffer={self._used}/{self._buffer_obj} in_flight={self._in_flight}>"
+        )
