@@ -175,7 +175,6 @@ cdef inline Py_ssize_t _clamp(object value):
         return PY_SSIZE_T_MAX
 
 
-
 cdef class Scheduler:
     """Stride weave, buffer accounting and per-task result queues of one map.
 
@@ -187,9 +186,9 @@ cdef class Scheduler:
     cdef TaskState *_tasks
     cdef papy_sync_t *_sync
     cdef Py_ssize_t _n
-    cdef Py_ssize_t _stride
-    cdef Py_ssize_t _buffer
-    cdef object _n_obj
+    cdef Py_ssize_t _stride     # clamped to PY_SSIZE_T_MAX: only compared with counters
+    cdef Py_ssize_t _buffer     # likewise
+    cdef object _n_obj          # the arguments as given: properties, stats, messages
     cdef object _stride_obj
     cdef object _buffer_obj
     cdef bint _ordered
