@@ -196,10 +196,18 @@ class ProcessPool:
                 for slot in self._slots:
                     if len(slot.queue) < load:
                         best, load = slot, len(slot.queue)
-            if load and (load >= self.prefetch or monotonic() - best.queue[0].sent_at > PATIENCE):
+            if load and (load >= self.prefetch or self._head_age(best) > PATIENCE):
                 self._pending.append(job)  # sent by a reader thread when its worker is free
                 return
             self._send(best, job)
+
+    @staticmethod
+    def _head_age(slot: _Slot) -> float:
+        """Seconds since ``slot``'s oldest unanswered batch was sent (0 if none)."""
+        try:
+            return monotonic() - slot.queue[0].sent_at
+        except IndexError:  # answered meanwhile, by its reader thread
+            return 0.0
 
     def _send(self, slot: _Slot, job: _Batch) -> None:
         with slot.lock:
