@@ -83,7 +83,7 @@ def test_module_surface(sched_module: ModuleType, sched_implementation: Any) -> 
         "n_tasks", "stride", "buffer", "ordered", "skip", "round", "closed",
         "buffer_used", "in_flight", "next_task", "input_done", "acquire_slot",
         "acquire_slots", "turn_left", "submit", "submit_many", "put_result",
-        "put_many", "get_result", "get_many", "task_finished", "close", "stats",
+        "put_many", "put_range", "get_result", "get_many", "task_finished", "close", "stats",
     }  # fmt: skip
 
 
@@ -714,7 +714,8 @@ def test_deadlock_detected_after_grace(sched_module: ModuleType) -> None:
     assert isinstance(info.value, RuntimeError)
     msg = str(info.value)
     assert msg.startswith("deadlock: task 1 waits for its next result, but the buffer (2 slots)")
-    assert msg.endswith("or raise `buffer` to at least number of tasks x stride (4).")
+    assert msg.endswith("needs a buffer that holds the other tasks' results.")
+    assert "number of tasks x stride (4)" in msg
     s.close()
     assert isinstance(feeder.finish(), SchedulerClosed)
     # task 0's results are still there: reading in weave order was the way out
@@ -983,9 +984,7 @@ def _run_selector(env_update: dict[str, str], tmp_path: Path) -> str:
     env.update(env_update)
     # import the same papy as this session (a source tree via PYTHONPATH, or installed)
     papy_parent = str(Path(papy.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (papy_parent, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (papy_parent, env.get("PYTHONPATH", "")) if p)
     out = subprocess.run(
         [sys.executable, "-c", "import papy._scheduler as s; print(s.IMPLEMENTATION)"],
         env=env,
@@ -1000,9 +999,7 @@ def _run_selector(env_update: dict[str, str], tmp_path: Path) -> str:
 
 
 @pytest.mark.c_extension
-def test_normal_install_selects_compiled_core(
-    tmp_path: Path, sched_implementation: Any
-) -> None:
+def test_normal_install_selects_compiled_core(tmp_path: Path, sched_implementation: Any) -> None:
     if sched_implementation.is_pure_python:
         pytest.skip("independent of the core under test: checked once, in the [c] run")
     assert _run_selector({}, tmp_path) == "cython"
@@ -1012,3 +1009,21 @@ def test_no_extensions_env_selects_pure_core(tmp_path: Path, sched_implementatio
     if not sched_implementation.is_pure_python:
         pytest.skip("independent of the core under test: checked once, in the [py] run")
     assert _run_selector({"PAPY_NO_EXTENSIONS": "1"}, tmp_path) == "python"
+
+
+def test_put_range_delivers_values_and_errors_at_their_positions(sched_module: ModuleType) -> None:
+    s = sched_module.Scheduler(1, 4, 4)
+    assert s.next_task() == 0
+    assert s.acquire_slots(4, 0) == 4
+    assert s.submit_many(0, 4) == 0
+    err = ValueError("bad")
+    s.put_range(0, 1, ["b", None, "d"], {1: err})
+    s.put_range(0, 0, ["a"])
+    got = [s.get_result(0, 0) for _ in range(4)]
+    assert got == [(0, 0, "a"), (0, 1, "b"), (1, 2, err), (0, 3, "d")]
+    with pytest.raises(ValueError, match="not in flight"):
+        s.put_range(0, 0, ["again"])
+    with pytest.raises(ValueError, match="first"):
+        s.put_range(0, -1, [])
+    with pytest.raises(IndexError):
+        s.put_range(3, 0, [])

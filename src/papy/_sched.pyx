@@ -47,9 +47,11 @@ _MSG_CLOSED = "the map was stopped"
 _MSG_DEADLOCK = (
     "deadlock: task {task} waits for its next result, but the buffer ({buffer} slots) "
     "is full of results of other tasks that nobody is reading, and nothing is being "
-    "computed. Read results in weave order (at most `stride` results from one task "
-    "in a row, result n of task N before result n of task N+1), or raise `buffer` "
-    "to at least number of tasks x stride ({need})."
+    "computed. With a buffer of at least number of tasks x stride ({need}), read at "
+    "most `stride` results of one task in a row and result n of task N before result "
+    "n of task N+1; reading in exact weave order works with any buffer >= stride; "
+    "reading one task to its end first needs a buffer that holds the other tasks' "
+    "results."
 )
 _MSG_TIMEOUT = "no result of task {task} within {timeout} s"
 
@@ -123,7 +125,8 @@ cdef extern from *:
             if (slot) {
                 s->slot_cv.wait_for(lock, d, [s, snapshot] { return s->slot_seq != snapshot; });
             } else {
-                s->results_cv.wait_for(lock, d, [s, snapshot] { return s->results_seq != snapshot; });
+                s->results_cv.wait_for(lock, d,
+                                       [s, snapshot] { return s->results_seq != snapshot; });
             }
         } catch (...) {
             /* treated as a spurious wake-up: the caller re-checks everything */
@@ -180,7 +183,7 @@ cdef class Scheduler:
 
     Parties: one *feeder* thread (``next_task``, ``input_done``,
     ``acquire_slot(s)``, ``turn_left``, ``submit(_many)``), any number of *delivering* threads
-    (``put_result``, ``put_many``) and *consumers* (``get_result``, ``get_many``).
+    (``put_result``, ``put_many``, ``put_range``) and *consumers* (``get_result``, ``get_many``).
     """
 
     cdef TaskState *_tasks
@@ -226,7 +229,7 @@ cdef class Scheduler:
         skip=False,
         deadlock_grace=0.5,
     ):
-        cdef Py_ssize_t n, t
+        cdef Py_ssize_t n
         _check_int("n_tasks", n_tasks, 1)
         _check_int("stride", stride, 1)
         _check_int("buffer", buffer, 1)
@@ -261,11 +264,11 @@ cdef class Scheduler:
         if self._sync == NULL:
             raise MemoryError()
         if self._ordered:
-            self._results = [{} for t in range(n)]
+            self._results = [{} for _ in range(n)]
         else:
-            self._results = [deque() for t in range(n)]
-        self._pending = [set() for t in range(n)]
-        self._skipped = [{} for t in range(n)]
+            self._results = [deque() for _ in range(n)]
+        self._pending = [set() for _ in range(n)]
+        self._skipped = [{} for _ in range(n)]
         self._open_inputs = n
 
     def __init__(
@@ -562,6 +565,27 @@ cdef class Scheduler:
                 else:  # let CPython unpack, for its exact error messages
                     task, index, ok, value = _unpack4(item)
                 self._store(self._check_task(task), task, index, ok, value)
+        finally:
+            self._notify_results()
+
+    def put_range(self, task, first, values, errors=None):
+        """Deliver the results of tasklets ``first``, ``first + 1``, ... of ``task``.
+
+        ``values[k]`` is the result of tasklet ``first + k``, unless ``k`` is a
+        key of ``errors``: then ``errors[k]`` is the exception for that position.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        cdef Py_ssize_t k = 0
+        _check_int("first", first, 0)
+        if self._closed:
+            return
+        try:
+            for value in values:
+                if errors and k in errors:
+                    self._store(t, task, first + k, False, errors[k])
+                else:
+                    self._store(t, task, first + k, True, value)
+                k += 1
         finally:
             self._notify_results()
 

@@ -37,11 +37,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from time import monotonic
+
+from ._errors import DeadlockError, SchedulerClosed, timeout_error_class
+
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
-
-from ._errors import DeadlockError, SchedulerClosed, timeout_error_class
 
 __all__ = ["Scheduler", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
 
@@ -59,9 +60,11 @@ _MSG_CLOSED = "the map was stopped"
 _MSG_DEADLOCK = (
     "deadlock: task {task} waits for its next result, but the buffer ({buffer} slots) "
     "is full of results of other tasks that nobody is reading, and nothing is being "
-    "computed. Read results in weave order (at most `stride` results from one task "
-    "in a row, result n of task N before result n of task N+1), or raise `buffer` "
-    "to at least number of tasks x stride ({need})."
+    "computed. With a buffer of at least number of tasks x stride ({need}), read at "
+    "most `stride` results of one task in a row and result n of task N before result "
+    "n of task N+1; reading in exact weave order works with any buffer >= stride; "
+    "reading one task to its end first needs a buffer that holds the other tasks' "
+    "results."
 )
 _MSG_TIMEOUT = "no result of task {task} within {timeout} s"
 
@@ -79,7 +82,7 @@ class Scheduler:
 
     Parties: one *feeder* thread (``next_task``, ``input_done``,
     ``acquire_slot(s)``, ``turn_left``, ``submit(_many)``), any number of *delivering* threads
-    (``put_result``, ``put_many``) and *consumers* (``get_result``, ``get_many``).
+    (``put_result``, ``put_many``, ``put_range``) and *consumers* (``get_result``, ``get_many``).
     """
 
     def __init__(
@@ -305,7 +308,9 @@ class Scheduler:
             if task != self._turn or self._input_done[task]:
                 raise ValueError(f"task {task} is not the task whose turn it is ({self._turn})")
             if n > self._stride - self._repeat:
-                raise ValueError(f"n must be <= turn_left() ({self._stride - self._repeat}), got {n}")
+                raise ValueError(
+                    f"n must be <= turn_left() ({self._stride - self._repeat}), got {n}"
+                )
             first = self._submitted[task]
             skipped = self._skipped[task]
             pending = self._pending[task]
@@ -368,6 +373,28 @@ class Scheduler:
             for task, index, ok, value in results:
                 self._store(task, index, ok, value)
             self._results_changed.notify_all()
+
+    def put_range(
+        self, task: int, first: int, values: list[Any], errors: dict[int, Any] | None = None
+    ) -> None:
+        """Deliver the results of tasklets ``first``, ``first + 1``, ... of ``task``.
+
+        ``values[k]`` is the result of tasklet ``first + k``, unless ``k`` is a
+        key of ``errors``: then ``errors[k]`` is the exception for that position.
+        """
+        self._check_task(task)
+        _check_int("first", first, 0)
+        with self._mutex:
+            if self._closed:
+                return
+            try:
+                for k, value in enumerate(values):
+                    if errors and k in errors:
+                        self._store(task, first + k, False, errors[k])
+                    else:
+                        self._store(task, first + k, True, value)
+            finally:
+                self._results_changed.notify_all()
 
     # -- consumer side --------------------------------------------------------
     def _take(self, task: int) -> tuple[int, int, Any] | None:
@@ -476,7 +503,9 @@ class Scheduler:
             finally:
                 self._consumer_wait += monotonic() - started
 
-    def get_many(self, task: int, n: int, timeout: float | None = None) -> list[tuple[int, int, Any]]:
+    def get_many(
+        self, task: int, n: int, timeout: float | None = None
+    ) -> list[tuple[int, int, Any]]:
         """Like ``get_result``, then also take up to ``n - 1`` more results already there.
 
         Returns a non-empty list; a ``FINISHED`` entry only ever comes alone.
