@@ -26,16 +26,18 @@ import numbers
 import os
 import threading
 import weakref
-from time import monotonic
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
-if TYPE_CHECKING:
-    from typing import Any
+from itertools import islice
+from time import monotonic
 
 from . import _scheduler
 from ._errors import InputError, SchedulerClosed, timeout_error_class
 from ._log import logger
 from ._pools import NEEDS_PICKLE, PoolConfig, TaskDef, make_pool
+
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["IMap", "TaskIterator", "imap"]
 
@@ -78,7 +80,9 @@ def _parse_remote(worker_remote: Any) -> list[tuple[str, int, int]]:
         if host.count(":") == 1:
             host, _, port_text = host.partition(":")
             if not port_text.isdigit() or not 0 < int(port_text) < 65536 or not host:
-                raise ValueError(f"worker_remote address must be 'host' or 'host:port', got {entry[0]!r}")
+                raise ValueError(
+                    f"worker_remote address must be 'host' or 'host:port', got {entry[0]!r}"
+                )
             port = int(port_text)
         n = _check_count(f"worker_remote count for {entry[0]!r}", n, 1)
         out.append((host, port, n))
@@ -205,6 +209,10 @@ def _read_one(it: Iterator[Any], chained: bool) -> Any:
 
 _END = object()
 
+#: how long (seconds) the feeder waits for more free slots to fill a batch of
+#: ``chunksize`` tasklets before it sends the part it has slots for
+PACK_WAIT = 0.001
+
 
 def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize: int) -> None:
     """The feeder thread: read inputs in weave order and submit tasklets.
@@ -219,6 +227,7 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
         return _feed_one_by_one(run, inputs, chained)
     sched = run.sched
     send = run.pool.submit
+    send_range = getattr(run.pool, "submit_range", None)
     next_task, turn_left = sched.next_task, sched.turn_left
     acquire, submit_many, put_result = sched.acquire_slots, sched.submit_many, sched.put_result
     kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
@@ -237,7 +246,21 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
             want = chunksize if single else min(chunksize, turn_left())
             it, is_chained = inputs[task], chained[task]
             ended = False
-            while len(items) < want:
+            blocked = bool(items) and type(items[-1]) is _Failed  # a failure ends a batch
+            if not blocked and not is_chained and len(items) < want:
+                # A source never yields failure markers: read in C, keep what
+                # was read before an exception, which then ends the batch.
+                need = want - len(items)
+                start = len(items)
+                try:
+                    items.extend(islice(it, need))
+                except BaseException as exc:  # noqa: BLE001 - becomes that item's error
+                    err = InputError(f"the input iterable raised {exc!r}")
+                    err.__cause__ = exc
+                    items.append(_Failed(err))
+                else:
+                    ended = len(items) - start < need
+            while is_chained and not blocked and not ended and len(items) < want:
                 item = _read_one(it, is_chained)
                 if item is _END:
                     ended = True
@@ -252,7 +275,13 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
             if not items:
                 sched.input_done(task)
                 continue
-            got = acquire(len(items), 0) or acquire(len(items), None)
+            need = len(items)
+            got = acquire(need, 0) or acquire(need, None)
+            while got < need:  # wait briefly for the rest: whole batches, not slivers
+                more = acquire(need - got, PACK_WAIT)
+                if not more:
+                    break
+                got += more
             if sched.closed:
                 return
             k = min(got, turn_left())
@@ -262,15 +291,16 @@ def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize
                 k = min(left, turn_left())
                 submit_many(task, k)
                 left -= k
-            batch = []
-            for k in range(got):
-                item = items[k]
-                if type(item) is _Failed:
-                    put_result(task, first + k, False, item.exc)
+            # Reading stops at a failed item, so only the last one can have failed.
+            last = items[got - 1]
+            n_ok = got - 1 if type(last) is _Failed else got
+            if n_ok:
+                if send_range is not None:
+                    send_range(task, first, items[:n_ok])
                 else:
-                    batch.append((task, first + k, item))
-            if batch:
-                send(batch)
+                    send([(task, first + k, items[k]) for k in range(n_ok)])
+            if n_ok < got:
+                put_result(task, first + n_ok, False, last.exc)
             kept[task] = items[got:]
             if ended and not kept[task]:
                 sched.input_done(task)
@@ -286,6 +316,7 @@ def _feed_one_by_one(run: _Run, inputs: list[Iterator[Any]], chained: list[bool]
     """``_feed`` for ``chunksize=1``: the same steps, one tasklet per message."""
     sched = run.sched
     send = run.pool.submit
+    send_range = getattr(run.pool, "submit_range", None)
     next_task, acquire, submit = sched.next_task, sched.acquire_slot, sched.submit
     put_result = sched.put_result
     try:
@@ -312,6 +343,8 @@ def _feed_one_by_one(run: _Run, inputs: list[Iterator[Any]], chained: list[bool]
                 put_result(task, index, False, item.exc)
                 if upstream_closed:  # an upstream map was stopped: one error, then the end
                     sched.input_done(task)
+            elif send_range is not None:
+                send_range(task, index, [item])
             else:
                 send([(task, index, item)])
     except SchedulerClosed:
@@ -410,7 +443,9 @@ class IMap:
                 worker_num = 0 if self._remote else (os.cpu_count() or 1)
         worker_num = _check_count("worker_num", worker_num, 0)
         if worker_num + n_remote == 0:
-            raise ValueError("worker_num is 0 and there are no worker_remote workers: nothing would run")
+            raise ValueError(
+                "worker_num is 0 and there are no worker_remote workers: nothing would run"
+            )
         self.chunksize = _check_count("chunksize", chunksize, 1)
         if stride is None:  # each worker gets one tasklet (one chunk) per turn
             stride = (worker_num + n_remote) * self.chunksize
@@ -491,11 +526,15 @@ class IMap:
             try:
                 iter(iterable)
             except TypeError:
-                raise TypeError(f"iterable must be iterable, got {type(iterable).__name__}") from None
+                raise TypeError(
+                    f"iterable must be iterable, got {type(iterable).__name__}"
+                ) from None
         if args is None:
             args = ()
         elif isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            raise TypeError(f"args must be a tuple or list of constant arguments, got {type(args).__name__}")
+            raise TypeError(
+                f"args must be a tuple or list of constant arguments, got {type(args).__name__}"
+            )
         if kwargs is None:
             kwargs = {}
         elif not isinstance(kwargs, Mapping):
@@ -509,14 +548,18 @@ class IMap:
             from ._serialize import dumps_function
 
             self._payloads[task_id] = dumps_function(func, args, kwargs)
-        self._tasks.append(_Task(func, iterable, args, kwargs, timeout, bool(block), bool(track), upstream))
+        self._tasks.append(
+            _Task(func, iterable, args, kwargs, timeout, bool(block), bool(track), upstream)
+        )
         if track:
             self.tracked[task_id] = {}
         return self.get_task(task_id, timeout, block)
 
     __call__ = add_task
 
-    def get_task(self, task: int = 0, timeout: float | None = None, block: bool = True) -> TaskIterator:
+    def get_task(
+        self, task: int = 0, timeout: float | None = None, block: bool = True
+    ) -> TaskIterator:
         """An iterator over the results of ``task`` (as returned by ``add_task``)."""
         self._check_task(task)
         return TaskIterator(self, task, _check_timeout("timeout", timeout), bool(block))
@@ -528,7 +571,9 @@ class IMap:
             number = len(self._tasks)
         number = _check_count("number", number, 1)
         if number > len(self._tasks):
-            raise ValueError(f"number must be <= the number of tasks ({len(self._tasks)}), got {number}")
+            raise ValueError(
+                f"number must be <= the number of tasks ({len(self._tasks)}), got {number}"
+            )
         for task_id in range(len(self._tasks) - number, len(self._tasks)):
             self._payloads.pop(task_id, None)
             self.tracked.pop(task_id, None)
@@ -537,7 +582,7 @@ class IMap:
     def _check_task(self, task: Any) -> int:
         if isinstance(task, bool) or not isinstance(task, numbers.Integral):
             raise TypeError(f"task must be an int, got {type(task).__name__}")
-        if not 0 <= task < len(self._tasks):
+        if not 0 <= int(task) < len(self._tasks):
             raise IndexError(f"task {task} does not exist (the IMap has {len(self._tasks)} tasks)")
         return int(task)
 
@@ -550,7 +595,9 @@ class IMap:
             raise RuntimeError("start() needs at least one task; call add_task first")
         n = len(self._tasks)
         buffer = self.buffer if self.buffer is not None else n * self.stride
-        sched = _scheduler.Scheduler(n, self.stride, buffer, self.ordered, self.skip, self.deadlock_grace)
+        sched = _scheduler.Scheduler(
+            n, self.stride, buffer, self.ordered, self.skip, self.deadlock_grace
+        )
         pool = make_pool(
             PoolConfig(
                 self.worker_type,
@@ -566,12 +613,15 @@ class IMap:
             i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
             for i, t in enumerate(self._tasks)
         }
-        pool.start(defs, sched.put_many, self.name)
+        if type(pool).__name__ == "ProcessPool":  # takes whole ranges of results
+            pool.start(defs, sched.put_many, self.name, deliver_range=sched.put_range)
+        else:
+            pool.start(defs, sched.put_many, self.name)
         inputs: list[Iterator[Any]] = []
         chained: list[bool] = []
         for t in self._tasks:
             if t.upstream >= 0:
-                timeout = t.iterable.timeout  # type: ignore[union-attr]
+                timeout = t.iterable.timeout  # type: ignore[attr-defined]
                 tracked = self.tracked.get(t.upstream)
                 inputs.append(_read_input(sched, t.upstream, timeout, self.skip, tracked))
                 chained.append(True)
@@ -579,7 +629,10 @@ class IMap:
                 inputs.append(iter(t.iterable))
                 chained.append(False)
         feeder = threading.Thread(
-            target=_feed, args=(run, inputs, chained, self.chunksize), name=f"{self.name}-feeder", daemon=True
+            target=_feed,
+            args=(run, inputs, chained, self.chunksize),
+            name=f"{self.name}-feeder",
+            daemon=True,
         )
         run.feeder = feeder
         self._run = run
@@ -588,7 +641,12 @@ class IMap:
         feeder.start()
         logger().debug(
             "%s started: %d tasks, %s workers=%d, stride=%d, buffer=%d, core=%s",
-            self.name, n, self.worker_type, self.worker_num, self.stride, buffer,
+            self.name,
+            n,
+            self.worker_type,
+            self.worker_num,
+            self.stride,
+            buffer,
             _scheduler.IMPLEMENTATION,
         )
 

@@ -19,7 +19,8 @@ from collections import namedtuple
 
 TYPE_CHECKING = False  # typing is not imported at run time (import time)
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     Deliver = Callable[[list[tuple[int, int, bool, Any]]], None]
 else:

@@ -16,6 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from . import Deliver, TaskDefs
 
+
 __all__ = ["CompositePool"]
 
 

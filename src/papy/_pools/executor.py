@@ -39,6 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from . import Deliver, TaskDefs
 
+
 __all__ = ["ExecutorPool", "run_batch"]
 
 _LOST_TYPES = ("KilledWorker", "TerminatedWorkerError", "BrokenProcessPool", "WorkerLostError")
@@ -56,7 +57,7 @@ def run_batch(token: str, payloads: dict[int, bytes], data: bytes) -> bytes:
     tasks; they are unpickled once per ``token`` (one map) and worker process.
     The reply is a pickled ``str`` if the batch could not be unpickled.
     """
-    from ._child import _broken_task, _evaluate
+    from ._child import _broken_task, _evaluate_tasklets
 
     with _functions_lock:
         tasks = _functions.get(token)
@@ -78,7 +79,7 @@ def run_batch(token: str, payloads: dict[int, bytes], data: bytes) -> bytes:
         return pickle.dumps(
             f"the batch could not be unpickled in the executor's worker: {exc!r}", PROTOCOL
         )
-    _, payload = _evaluate(tasks, batch)
+    _, payload = _evaluate_tasklets(tasks, batch)
     return payload
 
 
@@ -223,7 +224,18 @@ class ExecutorPool:
                 self._fail(b, exc)
                 continue
             value = fut.result()
-            out = value if self._direct else self._decode(b, value)
+            try:
+                out = value if self._direct else self._decode(b, value)
+            except Exception as exc:  # noqa: BLE001 - a reply we cannot read fails its batch
+                out = [
+                    (
+                        t,
+                        i,
+                        False,
+                        SerializationError(f"item {i} of task {t}: unreadable reply: {exc!r}"),
+                    )
+                    for t, i in b.ids
+                ]
             if self._deliver is not None:
                 self._deliver(out)
 
@@ -238,7 +250,7 @@ class ExecutorPool:
                 for t, i in b.ids
             ]
         out = []
-        for (task, index), (ok, value) in zip(b.ids, values):
+        for task, index, ok, value in values:  # (task, index, ok, value) per tasklet
             if not ok:
                 value = revive(*value) if value[1] else value[0]
             out.append((task, index, ok, value))

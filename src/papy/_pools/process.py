@@ -2,10 +2,11 @@
 
 Data flow::
 
-    feeder thread ── submit(batch) ──► least-loaded worker's pipe ──► child: _child.main
-                                                                         │ evaluates in order
-    reader thread per worker ◄── recv_bytes (GIL released) ◄─────────────┘ one reply per batch
-        │ unpickles, calls deliver() (the scheduler's put_many)
+    feeder ── submit_range(task, first, items) ──► an idle worker's pipe ──► child: _child.main
+      │ (all busy: a pending queue, sent packed by the first                  │ evaluates
+      │  reader thread whose worker answers)                                   │ in order
+    reader thread per worker ◄── recv_bytes (GIL released) ◄──────────────────┘ one reply
+        │ unpickles, calls deliver_range() (the scheduler's put_range)
         └ a dead worker (EOF on its pipe): its oldest unanswered batch fails with
           WorkerLostError (or is re-run, up to ``retries`` times), the rest of its
           queue is re-sent to a fresh worker that replaces it.
@@ -22,9 +23,6 @@ import signal
 import threading
 from collections import deque
 from time import monotonic
-TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
-if TYPE_CHECKING:
-    from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
 from .._log import logger
@@ -32,30 +30,53 @@ from .._serialize import PROTOCOL, dumps, revive
 from . import Deliver, TaskDefs
 from ._child import EXIT, RUN, TASKS, main
 
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["ProcessPool"]
 
 
 class _Batch:
-    """A message in flight to one worker: its ids, its bytes, when it was sent, retries."""
+    """A message in flight to one worker: its ranges, its bytes, when it was sent, retries."""
 
-    __slots__ = ("ids", "data", "sent_at", "tries")
+    __slots__ = ("ranges", "data", "sent_at", "tries", "size")
 
-    def __init__(self, ids: list[tuple[int, int]], data: bytes, tries: int = 0) -> None:
-        self.ids = ids
+    def __init__(self, ranges: list[tuple[int, int, int]], data: bytes, tries: int = 0) -> None:
+        self.ranges = ranges  # (task, first index, count)
         self.data = data
         self.sent_at = 0.0
         self.tries = tries
+        self.size = sum(r[2] for r in ranges)
+
+    @property
+    def ids(self) -> list[tuple[int, int]]:
+        return [(t, i) for t, first, n in self.ranges for i in range(first, first + n)]
+
+
+def _ranges(batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, list[Any]]]:
+    """Group ``(task, index, item)`` tasklets into runs of consecutive indices."""
+    out: list[tuple[int, int, list[Any]]] = []
+    for task, index, item in batch:
+        if out and out[-1][0] == task and out[-1][1] + len(out[-1][2]) == index:
+            out[-1][2].append(item)
+        else:
+            out.append((task, index, [item]))
+    return out
 
 
 #: a busy worker gets a second batch only if its current one is younger than
 #: this (seconds): quick items keep the pipe full, slow ones do not hold others up
 PATIENCE = 0.002
 
+#: most tasklets packed into one message by ``_refill``
+MAX_PACK = 256
+
 
 class _Slot:
     """One worker process and what it has been sent but not answered."""
 
-    __slots__ = ("index", "proc", "conn", "lock", "queue", "sent", "done", "reader")
+    __slots__ = ("index", "proc", "conn", "lock", "queue", "sent", "done", "reader", "item_time")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -67,6 +88,12 @@ class _Slot:
         self.sent = 0  # items sent, written by the feeder thread only
         self.done = 0  # items answered or failed, written by its reader thread only
         self.reader: threading.Thread | None = None
+        self.item_time = -1.0  # seconds per tasklet, a moving average (-1: not measured)
+
+
+def _revive(value: tuple[BaseException, str]) -> BaseException:
+    exc, tb = value
+    return revive(exc, tb) if tb else exc
 
 
 def _describe_exit(code: int | None) -> str:
@@ -90,24 +117,33 @@ class ProcessPool:
     ) -> None:
         self.size = size
         self.retries = retries
-        self._ctx = multiprocessing.get_context(start_method)
+        self._ctx: Any = multiprocessing.get_context(start_method)
         self._slots = [_Slot(i) for i in range(size)]
         # A worker gets a batch while it has fewer than `prefetch` unanswered ones
         # and its current one is younger than PATIENCE; the others wait here, in
         # order, for the first free worker (a quick item never queues behind a
         # slow one in a busy worker's pipe).
         self.prefetch = prefetch
-        self._pending: deque[_Batch] = deque()
+        self._pending: deque[tuple[int, int, list[Any]]] = deque()  # ranges waiting for a worker
+        self._n_pending = 0  # tasklets in _pending
         self._dispatch_lock = threading.Lock()  # guards _pending and the choice of worker
         self._closing = False
         self._defs_msg = b""
         self._deliver: Deliver | None = None
+        self._deliver_range: Any = None
         self._name = "papy"
         self.lost = 0  # workers lost so far
 
     # -- lifecycle ------------------------------------------------------------
-    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
-        """Start the workers and send each the pickled task definitions."""
+    def start(
+        self, tasks: TaskDefs, deliver: Deliver, name: str = "papy", deliver_range: Any = None
+    ) -> None:
+        """Start the workers and send each the pickled task definitions.
+
+        ``deliver_range(task, first, values, errors)`` (the scheduler's
+        ``put_range``), when given, takes whole batches of results.
+        """
+        self._deliver_range = deliver_range
         payloads = {task: d.payload for task, d in tasks.items()}
         self._defs_msg = pickle.dumps((TASKS, payloads), PROTOCOL)
         self._deliver = deliver
@@ -180,15 +216,13 @@ class ProcessPool:
 
     # -- feeder side ----------------------------------------------------------
     def submit(self, batch: list[tuple[int, int, Any]]) -> None:
-        """Send ``batch`` to the least busy worker, or queue it until one is free."""
-        try:
-            data = pickle.dumps((RUN, batch), PROTOCOL)
-        except Exception:
-            batch = self._drop_unpicklable(batch)
-            if not batch:
-                return
-            data = dumps((RUN, batch))
-        job = _Batch([(task, index) for task, index, _ in batch], data)
+        """Evaluate ``(task, index, item)`` tasklets (see ``submit_range``)."""
+        for task, first, items in _ranges(batch):
+            self.submit_range(task, first, items)
+
+    def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        """Evaluate ``items``, tasklets ``first``, ``first + 1``, ... of ``task``:
+        now, on an idle worker, or later, when the first worker is free."""
         with self._dispatch_lock:
             best = self._slots[0]
             load = len(best.queue)
@@ -196,10 +230,46 @@ class ProcessPool:
                 for slot in self._slots:
                     if len(slot.queue) < load:
                         best, load = slot, len(slot.queue)
-            if load and (load >= self.prefetch or self._head_age(best) > PATIENCE):
-                self._pending.append(job)  # sent by a reader thread when its worker is free
+            if self._pending or (
+                load and (load >= self.prefetch or self._head_age(best) > PATIENCE)
+            ):
+                self._pending.append((task, first, items))  # a reader thread sends it
+                self._n_pending += len(items)
                 return
-            self._send(best, job)
+        self._send_ranges(best, [(task, first, items)])  # outside the lock: it may block
+
+    def _refill(self, slot: _Slot) -> None:
+        """(reader thread) Send waiting tasklets to ``slot``'s worker, which just answered.
+
+        Quick tasklets that pile up are packed into one message: up to a fair
+        share of what waits, and no more than the worker gets through in about
+        PATIENCE seconds (from the measured time per tasklet); a batch of
+        ``chunksize`` tasklets is never split.
+        """
+        with self._dispatch_lock:
+            pending = self._pending
+            if not pending or len(slot.queue) >= self.prefetch:
+                return
+            share = -(-self._n_pending // self.size)
+            cap = int(PATIENCE / slot.item_time) if slot.item_time > 0 else MAX_PACK
+            want = max(1, min(share, cap, MAX_PACK))
+            ranges = []
+            while pending and want > 0:  # whole ranges: a batch is never split
+                task, first, items = pending.popleft()
+                ranges.append((task, first, items))
+                want -= len(items)
+                self._n_pending -= len(items)
+        self._send_ranges(slot, ranges)
+
+    def _send_ranges(self, slot: _Slot, ranges: list[tuple[int, int, list[Any]]]) -> None:
+        try:
+            data = pickle.dumps((RUN, ranges), PROTOCOL)
+        except Exception:
+            ranges = self._drop_unpicklable(ranges)
+            if not ranges:
+                return
+            data = dumps((RUN, ranges))
+        self._send(slot, _Batch([(t, first, len(items)) for t, first, items in ranges], data))
 
     @staticmethod
     def _head_age(slot: _Slot) -> float:
@@ -213,28 +283,33 @@ class ProcessPool:
         with slot.lock:
             job.sent_at = monotonic()
             slot.queue.append(job)
-            slot.sent += len(job.ids)
+            slot.sent += job.size
             try:
                 slot.conn.send_bytes(job.data)
             except (OSError, ValueError):
                 pass  # the worker died; its reader fails or re-sends the batch
 
-    def _drop_unpicklable(self, batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
-        """Fail the items of ``batch`` that cannot be pickled; return the others."""
-        keep, failed = [], []
-        for task, index, item in batch:
-            try:
-                dumps(item)
-                keep.append((task, index, item))
-            except Exception as exc:
-                err = SerializationError(
-                    f"item {index} of task {task} could not be pickled for a worker process: {exc!r}"
-                )
-                err.__cause__ = exc
-                failed.append((task, index, False, err))
+    def _drop_unpicklable(
+        self, ranges: list[tuple[int, int, list[Any]]]
+    ) -> list[tuple[int, int, list[Any]]]:
+        """Fail the items that cannot be pickled; return the others, as ranges."""
+        keep: list[tuple[int, int, Any]] = []
+        failed = []
+        for task, first, items in ranges:
+            for index, item in enumerate(items, first):
+                try:
+                    dumps(item)
+                    keep.append((task, index, item))
+                except Exception as exc:
+                    err = SerializationError(
+                        f"item {index} of task {task} could not be pickled for a worker process: "
+                        f"{exc!r}"
+                    )
+                    err.__cause__ = exc
+                    failed.append((task, index, False, err))
         if failed and self._deliver is not None:
             self._deliver(failed)
-        return keep
+        return _ranges(keep)
 
     # -- reader side ----------------------------------------------------------
     def _read(self, slot: _Slot, proc: Any, conn: Any) -> None:
@@ -254,35 +329,52 @@ class ProcessPool:
             self._lost(slot)
 
     def _reply(self, slot: _Slot, data: bytes) -> None:
-        """Deliver one reply of ``slot``'s worker."""
-        ids, payload = pickle.loads(data)
+        """Deliver one reply of ``slot``'s worker (in its reader thread)."""
+        failures, payload = pickle.loads(data)
         with slot.lock:
             batch = slot.queue.popleft() if slot.queue else None
         if batch is None:
             return
-        ids = batch.ids
-        out: list[tuple[int, int, bool, Any]]
-        if isinstance(payload, str):  # the worker could not unpickle the batch
-            out = [(t, i, False, SerializationError(f"item {i} of task {t}: {payload}")) for t, i in ids]
+        per_item = (monotonic() - batch.sent_at) / batch.size
+        slot.item_time = per_item if slot.item_time < 0 else 0.8 * slot.item_time + 0.2 * per_item
+        results = None
+        why = ""
+        if failures is None:  # the worker could not unpickle the batch
+            why = payload
         else:
             try:
-                values = pickle.loads(payload)
+                results = pickle.loads(payload)
             except Exception as exc:
-                values = [
-                    (False, (SerializationError(f"the result could not be unpickled: {exc!r}"), ""))
-                ] * len(ids)
-            out = []
-            for (task, index), (ok, value) in zip(ids, values):
-                if not ok:
-                    value = revive(*value) if value[1] else value[0]
-                out.append((task, index, ok, value))
-        slot.done += len(ids)
+                why = (
+                    "its result (or that of another item of its batch) could not be "
+                    f"unpickled: {exc!r}"
+                )
+        slot.done += batch.size
         if self._pending:
-            with self._dispatch_lock:
-                if self._pending and len(slot.queue) < self.prefetch:
-                    self._send(slot, self._pending.popleft())
+            self._refill(slot)
+        if results is None:
+            self._fail(batch, lambda t, i: SerializationError(f"item {i} of task {t}: {why}"))
+            return
+        deliver, deliver_range = self._deliver, self._deliver_range
+        for task, first, values, errors in results:
+            if errors:
+                errors = {k: _revive(v) for k, v in errors.items()}
+            if deliver_range is not None:
+                deliver_range(task, first, values, errors)
+            elif deliver is not None:
+                deliver(
+                    [
+                        (task, first + k, False, errors[k])
+                        if errors and k in errors
+                        else (task, first + k, True, v)
+                        for k, v in enumerate(values)
+                    ]
+                )
+
+    def _fail(self, batch: _Batch, error: Any) -> None:
+        """Deliver ``error(task, index)`` for every tasklet of ``batch``."""
         if self._deliver is not None:
-            self._deliver(out)
+            self._deliver([(t, i, False, error(t, i)) for t, i in batch.ids])
 
     def _lost(self, slot: _Slot) -> None:
         """``slot``'s worker died: fail (or retry) its current batch, replace it."""
@@ -302,25 +394,13 @@ class ProcessPool:
                 proc.close()
             except ValueError:
                 pass
-            failed: list[tuple[int, int, bool, Any]] = []
+            lost = None
             if queue:
                 current = queue[0]
                 if current.tries < self.retries:
                     current.tries += 1
                 else:
-                    queue.popleft()
-                    for task, index in current.ids:
-                        failed.append(
-                            (
-                                task,
-                                index,
-                                False,
-                                WorkerLostError(
-                                    f"worker process {pid} was lost while evaluating item "
-                                    f"{index} of task {task}: {reason}"
-                                ),
-                            )
-                        )
+                    lost = queue.popleft()
             self._spawn(slot)
             for batch in queue:  # re-send what it had not started, in order
                 slot.queue.append(batch)
@@ -328,6 +408,12 @@ class ProcessPool:
                     slot.conn.send_bytes(batch.data)
                 except (OSError, ValueError):
                     break
-            slot.done += len(failed)
-        if failed and self._deliver is not None:
-            self._deliver(failed)
+            if lost is not None:
+                slot.done += lost.size
+        if lost is not None:
+            self._fail(
+                lost,
+                lambda t, i: WorkerLostError(
+                    f"worker process {pid} was lost while evaluating item {i} of task {t}: {reason}"
+                ),
+            )

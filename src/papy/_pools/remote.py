@@ -43,6 +43,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from . import Deliver, TaskDefs
 
+
 __all__ = [
     "SSL_KEYS",
     "Link",

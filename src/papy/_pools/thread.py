@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import queue
 import threading
-TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
-if TYPE_CHECKING:
-    from typing import Any
 
 from .._serialize import format_tb, revive, wrap_base_exception
 from . import Deliver, TaskDefs
 
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
+
 _STOP = None
 
 
-def _run(tasks: TaskDefs, inbox: queue.SimpleQueue, deliver: Deliver) -> None:
+def _run(tasks: TaskDefs, inbox: queue.SimpleQueue[Any], deliver: Deliver) -> None:
     """Worker thread loop: evaluate batches until the stop sentinel."""
     get = inbox.get
     while True:
