@@ -9,6 +9,7 @@ Smoke-run (no timing): ``pytest benchmarks --benchmark-disable``.
 from __future__ import annotations
 
 import pytest
+
 import workloads as w
 
 pytestmark = pytest.mark.timeout(600)
@@ -44,7 +45,9 @@ def test_papy(benchmark, group, worker_type, options, _):
     benchmark.group = group
     n = N * (4 if options.get("chunksize", 1) > 1 else 1)
     benchmark.extra_info["items"] = n
-    rate = benchmark.pedantic(w.papy_rate, args=(worker_type, n), kwargs=options, rounds=3, iterations=1)
+    rate = benchmark.pedantic(
+        w.papy_rate, args=(worker_type, n), kwargs=options, rounds=3, iterations=1
+    )
     assert rate > 0
 
 
@@ -54,7 +57,9 @@ def test_peer(benchmark, group, worker_type, _, chunksize, thread_pool, process_
     pool = thread_pool if worker_type == "thread" else process_pool
     n = N * (4 if chunksize > 1 else 1)
     benchmark.extra_info["items"] = n
-    rate = benchmark.pedantic(w.pool_rate, args=(worker_type, n, pool, chunksize), rounds=3, iterations=1)
+    rate = benchmark.pedantic(
+        w.pool_rate, args=(worker_type, n, pool, chunksize), rounds=3, iterations=1
+    )
     assert rate > 0
 
 

@@ -55,19 +55,50 @@ def main() -> int:
     r = opts.repeats
     n = w.n_items(20_000)
     rows = []
-    print(f"# papy performance ({platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {w.WORKERS} workers, median of {r})\n")
+    print(
+        f"# papy performance ({platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {w.WORKERS} workers, median of {r})\n"
+    )
     with w.make_pool("thread") as tpool, w.make_pool("process") as ppool:
         ppool.map(w.square, range(10))
         cases = [
             ("thread workers, chunksize 1, buffer 64", "thread", {"buffer": 64}, tpool, 1, n, 1.2),
-            ("process workers, chunksize 1, buffer 64", "process", {"buffer": 64}, ppool, 1, n, 1.25),
-            ("process workers, chunksize 64, buffer 512", "process", {"buffer": 512, "chunksize": 64},
-             ppool, 64, 4 * n, 1.0),
-            ("thread workers, seed defaults (stride 2, buffer 2)", "thread", {"stride": 2, "buffer": 2},
-             tpool, 1, n, None),
-            ("process workers, seed defaults (stride 2, buffer 2)", "process", {"stride": 2, "buffer": 2},
-             ppool, 1, n, None),
+            (
+                "process workers, chunksize 1, buffer 64",
+                "process",
+                {"buffer": 64},
+                ppool,
+                1,
+                n,
+                1.25,
+            ),
+            (
+                "process workers, chunksize 64, buffer 512",
+                "process",
+                {"buffer": 512, "chunksize": 64},
+                ppool,
+                64,
+                4 * n,
+                1.0,
+            ),
+            (
+                "thread workers, seed defaults (stride 2, buffer 2)",
+                "thread",
+                {"stride": 2, "buffer": 2},
+                tpool,
+                1,
+                n,
+                None,
+            ),
+            (
+                "process workers, seed defaults (stride 2, buffer 2)",
+                "process",
+                {"stride": 2, "buffer": 2},
+                ppool,
+                1,
+                n,
+                None,
+            ),
         ]
         for label, wt, options, pool, chunk, items, target in cases:
             mine, peer = median_pair(
@@ -75,25 +106,64 @@ def main() -> int:
                 lambda: w.papy_rate(wt, items, **options),
                 lambda: w.pool_rate(wt, items, pool, chunk),
             )
-            rows.append((label, f"{mine:,.0f} items/s", f"{peer:,.0f} items/s", mine / peer,
-                         f">= {target}" if target else "(report)"))
+            rows.append(
+                (
+                    label,
+                    f"{mine:,.0f} items/s",
+                    f"{peer:,.0f} items/s",
+                    mine / peer,
+                    f">= {target}" if target else "(report)",
+                )
+            )
     firsts, totals, pfirsts, ptotals = [], [], [], []
     for _ in range(max(1, r // 2)):
         f, t = w.papy_chain(w.n_items(200))
         pf, pt = w.pool_chain(w.n_items(200))
         firsts.append(f), totals.append(t), pfirsts.append(pf), ptotals.append(pt)
     f, t, pf, pt = map(statistics.median, (firsts, totals, pfirsts, ptotals))
-    rows.append(("3 chained 5 ms tasks, 200 items: first result", f"{f:.3f} s", f"{pf:.3f} s", f / pf, "<= 0.1"))
-    rows.append(("3 chained 5 ms tasks, 200 items: total", f"{t:.3f} s", f"{pt:.3f} s", t / pt, "<= 1.1"))
+    rows.append(
+        (
+            "3 chained 5 ms tasks, 200 items: first result",
+            f"{f:.3f} s",
+            f"{pf:.3f} s",
+            f / pf,
+            "<= 0.1",
+        )
+    )
+    rows.append(
+        ("3 chained 5 ms tasks, 200 items: total", f"{t:.3f} s", f"{pt:.3f} s", t / pt, "<= 1.1")
+    )
     mine_mem = w.papy_memory(w.n_items(20_000))
     peer_mem = w.pool_memory(w.n_items(20_000))
-    rows.append(("100 kB results, slow consumer: peak RSS growth", f"{mine_mem:.1f} MB", f"{peer_mem:.1f} MB",
-                 mine_mem / peer_mem if peer_mem > 0 else float("nan"), "papy < 50 MB"))
+    rows.append(
+        (
+            "100 kB results, slow consumer: peak RSS growth",
+            f"{mine_mem:.1f} MB",
+            f"{peer_mem:.1f} MB",
+            mine_mem / peer_mem if peer_mem > 0 else float("nan"),
+            "papy < 50 MB",
+        )
+    )
     c, py = core_ratio(r)
-    rows.append(("scheduler core alone (compiled vs pure twin)", f"{c:,.0f} ops/s", f"{py:,.0f} ops/s", c / py, ">= 3"))
+    rows.append(
+        (
+            "scheduler core alone (compiled vs pure twin)",
+            f"{c:,.0f} ops/s",
+            f"{py:,.0f} ops/s",
+            c / py,
+            ">= 3",
+        )
+    )
     mine_imp, peer_imp = w.import_time("papy"), w.import_time("multiprocessing.pool")
-    rows.append(("import papy vs import multiprocessing.pool", f"{mine_imp * 1e3:.1f} ms",
-                 f"{peer_imp * 1e3:.1f} ms", mine_imp / peer_imp, "<= 0.5"))
+    rows.append(
+        (
+            "import papy vs import multiprocessing.pool",
+            f"{mine_imp * 1e3:.1f} ms",
+            f"{peer_imp * 1e3:.1f} ms",
+            mine_imp / peer_imp,
+            "<= 0.5",
+        )
+    )
 
     print("| benchmark | papy | peer | ratio | target |")
     print("|---|---:|---:|---:|---|")

@@ -56,7 +56,9 @@ def _rate(n: int, run: Any) -> float:
 def papy_rate(worker_type: str, n: int, **options: Any) -> float:
     def run() -> int:
         count = 0
-        for _ in papy.imap(square, range(n), worker_type=worker_type, worker_num=WORKERS, **options):
+        for _ in papy.imap(
+            square, range(n), worker_type=worker_type, worker_num=WORKERS, **options
+        ):
             count += 1
         return count
 
@@ -171,7 +173,11 @@ def import_time(module: str, repeats: int = 7) -> float:
     """Median wall time (s) of ``import module`` in a fresh interpreter."""
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
     times = sorted(
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
         for _ in range(repeats)
     )
     return times[len(times) // 2]

@@ -6,7 +6,6 @@ In papy the order is ascending by branch: the input with branch 1 gets datas[0].
 from papy.pipeline import Dagger, Piper
 from papy.pipeline.util import ipasser, sjoiner
 
-
 if __name__ == "__main__":
     one = Piper(ipasser, branch=1, name="one")
     two = Piper(ipasser, branch=2, name="two")

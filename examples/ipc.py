@@ -22,7 +22,9 @@ def arrive(item):
 
 if __name__ == "__main__":
     transport = sys.argv[1] if len(sys.argv) > 1 else "file"
-    up = Piper(Worker((make, dump_item), ((), (transport,))), parallel=IMap(worker_num=2), name="up")
+    up = Piper(
+        Worker((make, dump_item), ((), (transport,))), parallel=IMap(worker_num=2), name="up"
+    )
     down = Piper(Worker((load_item, arrive)), parallel=IMap(worker_num=2), name="down", track=True)
     plumber = Plumber(pipes=[(up, down)])
     plumber.start([range(4)])

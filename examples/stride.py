@@ -18,6 +18,11 @@ if __name__ == "__main__":
         imap.start()
         results = []
         for _ in range(2):  # at most `stride` results of one task in a row
-            results += [("L", next(left)), ("L", next(left)), ("R", next(right)), ("R", next(right))]
+            results += [
+                ("L", next(left)),
+                ("L", next(left)),
+                ("R", next(right)),
+                ("R", next(right)),
+            ]
     print("evaluation order:", " ".join(evaluated))
     print("results:", results)

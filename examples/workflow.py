@@ -37,7 +37,9 @@ if __name__ == "__main__":
     imap = IMap(worker_type="process", worker_num=2)
     enter = Piper(Worker(stamp, kwargs={"label": "in"}), name="enter")
     work = Piper(
-        Worker((stamp, slow), ((), ()), ({"label": "start"}, {"seconds": 0.1})), parallel=imap, name="work"
+        Worker((stamp, slow), ((), ()), ({"label": "start"}, {"seconds": 0.1})),
+        parallel=imap,
+        name="work",
     )
     leave = Piper(Worker((stamp, render), ((), ()), ({"label": "out"}, {})), name="leave")
     output = Piper(Worker(dump_stream, (sys.stdout,)), name="write", track=True)

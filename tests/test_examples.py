@@ -25,12 +25,19 @@ def exact(*lines):
 def matches(*patterns):
     def check(out):
         lines = out.splitlines()
-        return len(lines) == len(patterns) and all(re.fullmatch(p, line) for p, line in zip(patterns, lines))
+        return len(lines) == len(patterns) and all(
+            re.fullmatch(p, line) for p, line in zip(patterns, lines)
+        )
 
     return check
 
 
-TRACE_CHAIN = [f"{stage} {i}" for block in range(3) for stage in ("source", "pipe", "sink") for i in (2 * block, 2 * block + 1)]
+TRACE_CHAIN = [
+    f"{stage} {i}"
+    for block in range(3)
+    for stage in ("source", "pipe", "sink")
+    for i in (2 * block, 2 * block + 1)
+]
 JOINED = r"joined result from (process:\d+|thread:[\w-]+) and (process:\d+|thread:[\w-]+)"
 
 WORDS_OUTPUT = [  # also shown in docs/pipelines.md
@@ -57,13 +64,25 @@ CASES = {
     ),
     "ordered.py": (
         [],
-        exact("ordered ('awake', 'sleep', 'awake', 'awake')", "unordered ('awake', 'awake', 'awake', 'sleep')"),
+        exact(
+            "ordered ('awake', 'sleep', 'awake', 'awake')",
+            "unordered ('awake', 'awake', 'awake', 'sleep')",
+        ),
     ),
     "skip.py": (
         [],
         exact(
-            "skip=False", "   awake", "   timeout", "   sleep", "   awake", "   awake",
-            "skip=True", "   awake", "   timeout", "   awake", "   awake",
+            "skip=False",
+            "   awake",
+            "   timeout",
+            "   sleep",
+            "   awake",
+            "   awake",
+            "skip=True",
+            "   awake",
+            "   timeout",
+            "   awake",
+            "   awake",
         ),
     ),
     "stride.py": (
@@ -91,7 +110,11 @@ CASES = {
     "parallel_piper.py": ([], exact("['h3ll0', 'w0rld']")),
     "consume.py": (
         [],
-        exact("inbox: [['hello'], ['world']]", "inbox: [['hi'], ['folks']]", "['hello world', 'hi folks']"),
+        exact(
+            "inbox: [['hello'], ['world']]",
+            "inbox: [['hi'], ['folks']]",
+            "['hello world', 'hi folks']",
+        ),
     ),
     "produce.py": ([], exact("['h3ll0', 'h3ll0', 'w0rld', 'w0rld']")),
     "produce_consume.py": (
@@ -106,7 +129,10 @@ CASES = {
     "dagger.py": ([], exact("['h3110', 'w0r1d']")),
     "fork.py": ([], exact("['e3', 'o0']", "[('H3LLO', 'HELL0'), ('WORLD', 'W0RLD')]")),
     "join.py": ([], exact("['h3ll0 w0rld', 'hi f0lks']")),
-    "dagger_inputs.py": ([], exact("['one', 'two'] ['one', 'two']", "['hello world', 'world hello']")),
+    "dagger_inputs.py": (
+        [],
+        exact("['one', 'two'] ['one', 'two']", "['hello world', 'world hello']"),
+    ),
     "plumber.py": (
         [],
         exact(
@@ -124,11 +150,17 @@ CASES = {
         ["--worker-type", "thread", "--items", "3"],
         matches(*[JOINED] * 3, r"Runtime: [\d.]+ s"),
     ),
-    "pipeline.py dot": (["--dot"], lambda out: out.startswith('digraph "pipeline" {') and out.count("->") == 5),
+    "pipeline.py dot": (
+        ["--dot"],
+        lambda out: out.startswith('digraph "pipeline" {') and out.count("->") == 5,
+    ),
     "workflow.py": (
         [],
         matches(
-            *(rf"{w}: in=[\d.]+ start=[\d.]+ out=[\d.]+" for w in ("alpha", "beta", "gamma", "delta")),
+            *(
+                rf"{w}: in=[\d.]+ start=[\d.]+ out=[\d.]+"
+                for w in ("alpha", "beta", "gamma", "delta")
+            ),
             re.escape("counts: {'in': 4, 'out': 4, 'errors': 0, 'failed': 0}"),
         ),
     ),
@@ -177,4 +209,6 @@ def test_example(case, sched_implementation):
         cwd=str(EXAMPLES.parent),
     )
     assert proc.returncode == 0, proc.stderr
-    assert check(proc.stdout), f"unexpected output of {case}:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert check(proc.stdout), (
+        f"unexpected output of {case}:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import papy
-from papy import DeadlockError, IMap, SerializationError, TaskletAbortedError, WorkerLostError
+from papy import DeadlockError, IMap, TaskletAbortedError, WorkerLostError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -357,7 +357,9 @@ def test_6_graceful_stop_evaluates_every_item_read(worker_type):
 # -- 7. Ctrl-C while waiting for a result ----------------------------------------
 @pytest.mark.parametrize("worker_type", WORKER_TYPES)
 def test_7_keyboard_interrupt_while_waiting_shuts_down_and_propagates(worker_type, no_leaks):
-    m = IMap(nap, [100.0] if worker_type == "process" else [3.0], worker_type=worker_type, worker_num=1)
+    m = IMap(
+        nap, [100.0] if worker_type == "process" else [3.0], worker_type=worker_type, worker_num=1
+    )
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     t0 = time.monotonic()
@@ -379,10 +381,10 @@ def test_8_interpreter_exits_promptly_with_a_running_map(worker_type, how):
         f"""
         import time, papy
         def work(x):
-            time.sleep(60 if {how == 'blocked-in-function'} else 0.01)
+            time.sleep(60 if {how == "blocked-in-function"} else 0.01)
             return x
         m = papy.IMap(work, iter(range(10**9)), worker_type={worker_type!r}, worker_num=2)
-        if {how != 'blocked-in-function'}:
+        if {how != "blocked-in-function"}:
             next(m)
         print("exiting", flush=True)
         """
@@ -397,6 +399,7 @@ def test_8_interpreter_exits_promptly_with_a_running_map(worker_type, how):
 
 
 # -- 9. timeouts and skipping on chains ----------------------------------------------
+
 
 @pytest.mark.parametrize("worker_type", WORKER_TYPES)
 @pytest.mark.parametrize("skip", [False, True])

@@ -76,7 +76,9 @@ def test_ordered_and_unordered(worker_type):
     data = [0.5, 1, 2, 3, 4]
     with IMap(sleep_then, data, worker_type=worker_type, worker_num=4, stride=4) as m:
         assert list(m) == data
-    with IMap(sleep_then, data, worker_type=worker_type, worker_num=4, stride=4, ordered=False) as m:
+    with IMap(
+        sleep_then, data, worker_type=worker_type, worker_num=4, stride=4, ordered=False
+    ) as m:
         got = list(m)
     assert sorted(got) == sorted(data) and got != data
     for kw in ({"worker_num": 1}, {"worker_num": 4, "stride": 1, "buffer": 1}):
@@ -150,7 +152,9 @@ def test_timeout_without_skip_returns_the_late_result_later(worker_type):
 @pytest.mark.parametrize("ordered", [True, False])
 def test_timeout_with_skip_drops_the_late_item_for_good(worker_type, ordered):
     data = [0.01, 0.6, 0.01, 0.01]
-    with IMap(nap, data, worker_type=worker_type, worker_num=1, stride=1, skip=True, ordered=ordered) as m:
+    with IMap(
+        nap, data, worker_type=worker_type, worker_num=1, stride=1, skip=True, ordered=ordered
+    ) as m:
         assert m.next(timeout=5) == 0.01
         with pytest.raises(papy.TimeoutError):
             m.next(timeout=0.1)
@@ -239,7 +243,9 @@ def test_unordered_chain_delivers_everything():
 @pytest.mark.parametrize("chunksize", [2, 7])
 def test_chunksize_keeps_results_and_errors_in_place(worker_type, chunksize):
     data = [1, 2, "x", 4] * 20
-    with IMap(inc, data, worker_type=worker_type, worker_num=2, buffer=32, chunksize=chunksize) as m:
+    with IMap(
+        inc, data, worker_type=worker_type, worker_num=2, buffer=32, chunksize=chunksize
+    ) as m:
         got = []
         while True:
             try:

@@ -252,7 +252,10 @@ def test_consume_interleaving_with_stride_3_regroups_what_produce_split():
 
 
 def test_consume_without_stride_gives_contiguous_groups():
-    out = run(Piper(lambda inbox: " ".join(r[0] for r in inbox), consume=2), ["hello", "world", "hi", "folks"])
+    out = run(
+        Piper(lambda inbox: " ".join(r[0] for r in inbox), consume=2),
+        ["hello", "world", "hi", "folks"],
+    )
     assert out == ["hello world", "hi folks"]
 
 
@@ -268,7 +271,10 @@ def test_produce_a_failed_item_yields_error_values_not_data():
         values = [o for o in out if not isinstance(o, WorkerError)]
         assert len(out) == 8 and len(errors) == 2
         assert sorted(values) == [-4, -3, -1, 1, 3, 4]
-        assert all(e.piper == "two" and e.index == 1 and isinstance(e.exception, ValueError) for e in errors)
+        assert all(
+            e.piper == "two" and e.index == 1 and isinstance(e.exception, ValueError)
+            for e in errors
+        )
 
 
 def test_produce_needs_a_long_enough_sequence():

@@ -38,7 +38,7 @@ def dec(inbox):
 
 
 def fail_on_5(inbox):
-    if inbox[0] == 5 ** 2:
+    if inbox[0] == 5**2:
         raise ValueError("five")
     return inbox[0]
 
@@ -232,7 +232,13 @@ def test_to_dot_and_to_mermaid():
     pl = drawing_plumber()
     dot = pl.to_dot()
     assert dot.startswith('digraph "pipeline" {') and dot.rstrip().endswith("}")
-    for text in ('"fork\\nipasser\\nlinear"', "process x2 (pool)", "consume=2", 'label="inbox[0]"', "rounded"):
+    for text in (
+        '"fork\\nipasser\\nlinear"',
+        "process x2 (pool)",
+        "consume=2",
+        'label="inbox[0]"',
+        "rounded",
+    ):
         assert text in dot
     assert dot.count("->") == 4
     mer = pl.to_mermaid()
@@ -245,7 +251,13 @@ def test_to_dot_and_to_mermaid():
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz dot is not installed")
 def test_dot_output_renders(tmp_path):
     out = tmp_path / "g.svg"
-    subprocess.run(["dot", "-Tsvg", "-o", str(out)], input=drawing_plumber().to_dot(), text=True, check=True, timeout=30)
+    subprocess.run(
+        ["dot", "-Tsvg", "-o", str(out)],
+        input=drawing_plumber().to_dot(),
+        text=True,
+        check=True,
+        timeout=30,
+    )
     assert out.read_text().lstrip().startswith("<?xml")
 
 

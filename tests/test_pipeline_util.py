@@ -11,8 +11,7 @@ import time
 import pytest
 
 from papy import IMap
-from papy.pipeline import Piper, Plumber, Worker
-from papy.pipeline import util
+from papy.pipeline import Piper, Plumber, Worker, util
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,7 +41,9 @@ def test_workers_with_constant_arguments():
 
 @pytest.mark.parametrize("delimiter", [None, "//"])
 def test_text_stream_round_trip(delimiter):
-    items = ["one", "two", "three"] if delimiter is None else ["one\nline", "two", "three\nmore\nlines"]
+    items = (
+        ["one", "two", "three"] if delimiter is None else ["one\nline", "two", "three\nmore\nlines"]
+    )
     handle = io.StringIO()
     for item in items:
         util.dump_stream([item], handle, delimiter)
@@ -87,7 +88,9 @@ ITEMS = [b"\x00" * 300_000, "h\u00e9llo", {"key": list(range(5))}]
 @pytest.mark.parametrize("transport", util.TRANSPORTS)
 def test_dump_and_load_item_round_trip_and_clean_up(transport, tmp_path):
     for item in ITEMS:
-        ref = util.dump_item([item], transport, dir=str(tmp_path) if transport != "socket" else None)
+        ref = util.dump_item(
+            [item], transport, dir=str(tmp_path) if transport != "socket" else None
+        )
         assert isinstance(ref, util.ItemRef) and len(pickle.dumps(ref)) < 300
         assert util.load_item([ref]) == item
         if transport != "socket":
@@ -100,7 +103,9 @@ def test_load_item_as_mmap_and_bytes(tmp_path):
     m = util.load_item([ref], type="mmap")
     assert m[:] == b"abc" and not os.path.exists(ref.address)
     ref = util.dump_item(["abc"], "file", dir=str(tmp_path))
-    assert util.load_item([ref], type="bytes", remove=False) == b"abc" and os.path.exists(ref.address)
+    assert util.load_item([ref], type="bytes", remove=False) == b"abc" and os.path.exists(
+        ref.address
+    )
     with pytest.raises(ValueError):
         util.load_item([util.dump_item(["x"], "socket")], type="mmap")
     with pytest.raises(ValueError):
@@ -142,8 +147,14 @@ def test_items_passed_out_of_band_between_parallel_pipers(transport, worker_type
     up_map = IMap(worker_type=worker_type, worker_num=2)
     down_map = IMap(worker_type=worker_type, worker_num=2)
     kwargs = {"dir": str(tmp_path)} if transport != "socket" else {}
-    up = Piper(Worker((make_big, util.dump_item), ((), (transport,)), ({}, kwargs)), parallel=up_map, name="up")
-    down = Piper(Worker((util.load_item, size_and_first)), parallel=down_map, name="down", track=True)
+    up = Piper(
+        Worker((make_big, util.dump_item), ((), (transport,)), ({}, kwargs)),
+        parallel=up_map,
+        name="up",
+    )
+    down = Piper(
+        Worker((util.load_item, size_and_first)), parallel=down_map, name="down", track=True
+    )
     pl = Plumber(pipes=[(up, down)])
     pl.start([range(6)])
     pl.run()

@@ -121,7 +121,12 @@ def test_worker_and_error_pickle_round_trip():
     err = Worker(boom)([5])
     err.piper, err.index = "p", 7
     err2 = pickle.loads(pickle.dumps(err))
-    assert (err2.piper, err2.index, err2.function, err2.traceback) == ("p", 7, "boom", err.traceback)
+    assert (err2.piper, err2.index, err2.function, err2.traceback) == (
+        "p",
+        7,
+        "boom",
+        err.traceback,
+    )
     assert type(err2.exception) is ValueError
     err3 = pickle.loads(pickle.dumps(Worker(raise_unpicklable)([1])))
     assert "Unpicklable" in str(err3.exception)

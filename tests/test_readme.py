@@ -50,7 +50,16 @@ def servers():
         pytest.skip("ports 18812/18813 are taken")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "papy.remote", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "papy.remote",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -83,7 +92,11 @@ def test_readme_python_block_runs(index, tmp_path, request, sched_implementation
     script = tmp_path / f"block{index}.py"
     script.write_text(block)
     proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=150, cwd=tmp_path,
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        cwd=tmp_path,
         env=_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

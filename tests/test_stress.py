@@ -270,4 +270,3 @@ def test_soak_short():
 @pytest.mark.timeout(1800)
 def test_soak_one_million_items():
     soak(1_000_000)
-

@@ -68,7 +68,11 @@ def test_progress_bar_with_total(capsys):
 
 def test_progress_bar_without_length(capsys):
     pytest.importorskip("tqdm")
-    out = list(papy.imap(inc, iter(range(7)), worker_type="thread", worker_num=2, chunksize=3, progress=True))
+    out = list(
+        papy.imap(
+            inc, iter(range(7)), worker_type="thread", worker_num=2, chunksize=3, progress=True
+        )
+    )
     assert out == list(range(1, 8))
     assert "7item" in capsys.readouterr().err
 
@@ -86,7 +90,9 @@ def test_logger_is_silent_by_default_and_reports_lost_workers(caplog):
         "    except papy.WorkerLostError: out.append('lost')\n"
         "m.stop(); print(out)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.stdout.strip() == "[0, 1, 'lost', 3]", proc.stderr
     assert proc.stderr == ""
     with caplog.at_level(logging.WARNING, logger="papy"):

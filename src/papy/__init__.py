@@ -8,10 +8,6 @@ the next task's, ``buffer`` bounds how many results may be pending.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
-if TYPE_CHECKING:
-    from typing import Any
-
 from ._errors import (
     DeadlockError,
     InputError,
@@ -23,6 +19,10 @@ from ._errors import (
     WorkerLostError,
 )
 from ._imap import IMap, TaskIterator, imap
+
+TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
+if TYPE_CHECKING:
+    from typing import Any
 
 NuMap = IMap  # the original project's name
 
@@ -56,7 +56,16 @@ __all__ = [
 
 #: names of papy.pipeline offered here; the subpackage is imported on first use
 _PIPELINE_NAMES = frozenset(
-    ("Worker", "Piper", "Dagger", "Plumber", "WorkerError", "PiperError", "DaggerError", "PlumberError")
+    (
+        "Worker",
+        "Piper",
+        "Dagger",
+        "Plumber",
+        "WorkerError",
+        "PiperError",
+        "DaggerError",
+        "PlumberError",
+    )
 )
 
 

@@ -9,6 +9,7 @@ class is built on first use (:func:`timeout_error_class`) and exposed lazily.
 from __future__ import annotations
 
 import builtins
+
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
+
 TYPE_CHECKING = False  # without importing typing (import time)
 
 __all__ = ["NO_EXTENSIONS", "IMPLEMENTATION", "core", "Scheduler", "RESULT", "ERROR", "FINISHED"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pickle
 import traceback
+
+from ._errors import RemoteTraceback, SerializationError, TaskletAbortedError
+
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
-
-from ._errors import RemoteTraceback, SerializationError, TaskletAbortedError
 
 PROTOCOL = 5
 

@@ -105,6 +105,10 @@ class WorkerError(PapyError):
 
 
 def _rebuild(
-    exception: BaseException, traceback: str, function: str | None, piper: str | None, index: int | None
+    exception: BaseException,
+    traceback: str,
+    function: str | None,
+    piper: str | None,
+    index: int | None,
 ) -> WorkerError:
     return WorkerError(exception, traceback, function, piper, index)

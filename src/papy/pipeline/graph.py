@@ -75,7 +75,9 @@ class Dagger:
     a Worker or a callable is wrapped in a new linear Piper when added.
     """
 
-    def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (), xtras: Any = None):
+    def __init__(
+        self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (), xtras: Any = None
+    ):
         self._order: dict[Piper, int] = {}  # piper -> insertion number
         self._branch: dict[Piper, Any] = {}
         self._up: dict[Piper, list[Piper]] = {}  # in pipe order
@@ -126,7 +128,9 @@ class Dagger:
             return False
         raise DaggerError(f"{piper!r} is not a Piper of this Dagger")
 
-    def add_piper(self, piper: Any, xtra: Any = None, create: bool = True, branch: Any = None) -> tuple[bool, Piper]:
+    def add_piper(
+        self, piper: Any, xtra: Any = None, create: bool = True, branch: Any = None
+    ) -> tuple[bool, Piper]:
         """Add a Piper; a Worker or callable becomes a new linear Piper if ``create``.
 
         Returns ``(created, piper)``. ``branch`` (if given) replaces the Piper's
@@ -326,7 +330,7 @@ class Dagger:
                 f"the Dagger has {len(inputs)} input Pipers "
                 f"({', '.join(p.name for p in inputs)}), got {len(datas)} datas"
             )
-        for piper, data in zip(inputs, datas):
+        for piper, _data in zip(inputs, datas):
             if piper.connected:
                 raise DaggerError(f"input Piper {piper.name!r} is already connected")
         for piper, data in zip(inputs, datas):
@@ -384,7 +388,9 @@ class Dagger:
         order = self.postorder()
         for piper in order:
             if not piper.connected:
-                raise DaggerError(f"Piper {piper.name!r} is not connected; connect() the Dagger first")
+                raise DaggerError(
+                    f"Piper {piper.name!r} is not connected; connect() the Dagger first"
+                )
         for imap, readers in self._readers().items():
             if len(readers) > 1 and imap not in self._grace:
                 self._grace[imap] = imap.deadlock_grace
@@ -452,10 +458,16 @@ class Dagger:
             if piper.worker.__name__ not in piper.name:
                 parts.append(piper.worker.__name__)
             if piper.imap is not None:
-                parts.append(f"{piper.imap.worker_type} x{piper.imap.worker_num} ({piper.imap.name})")
+                parts.append(
+                    f"{piper.imap.worker_type} x{piper.imap.worker_num} ({piper.imap.name})"
+                )
             else:
                 parts.append("linear")
-            extra = [f"{k}={getattr(piper, k)}" for k in ("consume", "produce", "spawn") if getattr(piper, k) != 1]
+            extra = [
+                f"{k}={getattr(piper, k)}"
+                for k in ("consume", "produce", "spawn")
+                if getattr(piper, k) != 1
+            ]
             if piper.timeout is not None:
                 extra.append(f"timeout={piper.timeout:g}")
             if extra:

@@ -198,7 +198,9 @@ class _Inbox:
     position; one raised by an upstream Piper is raised again (``_Propagate``).
     """
 
-    def __init__(self, piper: Piper, sources: list[tuple[Iterator[Any], bool]], gate: threading.Event) -> None:
+    def __init__(
+        self, piper: Piper, sources: list[tuple[Iterator[Any], bool]], gate: threading.Event
+    ) -> None:
         self._piper = piper
         self._sources = sources
         self._done = False
@@ -282,7 +284,7 @@ class _Consume:
         for row in batch:
             if type(row) is _Raised:
                 raise row.exc
-        return batch
+        return batch  # type: ignore[no-any-return]
 
 
 class _Apply:
@@ -399,7 +401,9 @@ class _Outbox:
         piper = self._piper
         piper._n_failed += 1
         return WorkerError(
-            ValueError(f"a Piper with produce={n} needs a sequence of at least {n} items, {problem}"),
+            ValueError(
+                f"a Piper with produce={n} needs a sequence of at least {n} items, {problem}"
+            ),
             function=piper.worker.__name__,
             piper=piper.name,
             index=self.n_eval - 1,
@@ -521,7 +525,9 @@ class Piper:
             if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0:
                 raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
             if self.imap is None:
-                raise ValueError("timeout needs a parallel Piper: a linear Piper cannot abandon an item")
+                raise ValueError(
+                    "timeout needs a parallel Piper: a linear Piper cannot abandon an item"
+                )
             timeout = float(timeout)
         self.timeout = timeout
         self.branch = branch
@@ -561,7 +567,12 @@ class Piper:
         """Counts of the current (or last) run: inboxes read (``in``), items handed
         out (``out``), error items among them (``errors``) and the errors that
         started here (``failed``)."""
-        return {"in": self._n_in, "out": self._n_out, "errors": self._n_errors, "failed": self._n_failed}
+        return {
+            "in": self._n_in,
+            "out": self._n_out,
+            "errors": self._n_errors,
+            "failed": self._n_failed,
+        }
 
     @property
     def inputs(self) -> list[Any]:
@@ -585,7 +596,9 @@ class Piper:
                 "that shares an IMap before starting any of them"
             )
         if not isinstance(inbox, (list, tuple)) or not inbox:
-            raise TypeError("connect() takes a non-empty list of inputs (Pipers or iterables), one per pipe")
+            raise TypeError(
+                "connect() takes a non-empty list of inputs (Pipers or iterables), one per pipe"
+            )
         if self.imap is not None:
             for x in inbox:
                 rate = _rate(x, self.imap) if isinstance(x, Piper) else None
@@ -604,7 +617,9 @@ class Piper:
                 if x is self:
                     raise PiperError(f"Piper {self.name!r} cannot be its own input")
                 if not x.connected:
-                    raise PiperError(f"upstream Piper {x.name!r} must be connected before {self.name!r}")
+                    raise PiperError(
+                        f"upstream Piper {x.name!r} must be connected before {self.name!r}"
+                    )
                 handle = x._tee_handle()
                 handles.append((x, handle))
                 sources.append((handle, True))
@@ -614,7 +629,9 @@ class Piper:
                 except TypeError:
                     for up, h in handles:
                         up._drop_handle(h)
-                    raise TypeError(f"an input must be a Piper or an iterable, got {type(x).__name__}") from None
+                    raise TypeError(
+                        f"an input must be a Piper or an iterable, got {type(x).__name__}"
+                    ) from None
                 plain.append(source)
                 sources.append((source, False))
         self._reset_counts()

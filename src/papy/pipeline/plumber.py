@@ -31,7 +31,9 @@ class Plumber(Dagger):
     -> (finished, or ``pause()`` -> *started* again) -> ``stop()`` -> *idle*.
     """
 
-    def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (), xtras: Any = None):
+    def __init__(
+        self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (), xtras: Any = None
+    ):
         super().__init__(pipers, pipes, xtras)
         self._started = False
         self._plunger: threading.Thread | None = None
@@ -152,7 +154,7 @@ class Plumber(Dagger):
         self._plunger.join()
         self._plunger = None
 
-    def stop(self, timeout: float | None = None) -> None:  # type: ignore[override]
+    def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully (see ``Dagger.stop``) and disconnect every Piper.
 
         Allowed when the run has finished, is paused, or was never run.

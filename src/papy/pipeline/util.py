@@ -336,12 +336,17 @@ def dump_item(
     server.listen(4)
     secret = secrets.token_hex(_SECRET_LEN // 2)
     threading.Thread(
-        target=_serve_socket, args=(server, data, secret, timeout), name="papy-dump-socket", daemon=True
+        target=_serve_socket,
+        args=(server, data, secret, timeout),
+        name="papy-dump-socket",
+        daemon=True,
     ).start()
     return ItemRef("socket", server.getsockname()[:2], codec, secret)
 
 
-def load_item(inbox: list[Any], type: str | None = None, remove: bool = True, timeout: float = 320) -> Any:  # noqa: A002
+def load_item(
+    inbox: list[Any], type: str | None = None, remove: bool = True, timeout: float = 320
+) -> Any:  # noqa: A002
     """Read back the item of the :class:`ItemRef` ``inbox[0]``.
 
     ``type=None`` returns the object that was dumped; ``'bytes'`` the raw

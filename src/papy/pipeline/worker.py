@@ -114,7 +114,9 @@ class Worker:
                 if isinstance(kwargs, Mapping) or not isinstance(kwargs, Sequence):
                     raise TypeError("kwargs must be a sequence with one dict per function")
                 if len(arguments) != n:
-                    raise ValueError(f"{n} functions need {n} argument tuples, got {len(arguments)}")
+                    raise ValueError(
+                        f"{n} functions need {n} argument tuples, got {len(arguments)}"
+                    )
                 if len(kwargs) != n:
                     raise ValueError(f"{n} functions need {n} kwargs dicts, got {len(kwargs)}")
                 args = tuple(self._check_args(a, f) for a, f in zip(arguments, task))
@@ -143,7 +145,9 @@ class Worker:
     @staticmethod
     def _check_kwargs(kwargs: Any, func: Any) -> dict[str, Any]:
         if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-            raise TypeError(f"the kwargs of {_fname(func)} must be a dict with str keys, got {kwargs!r}")
+            raise TypeError(
+                f"the kwargs of {_fname(func)} must be a dict with str keys, got {kwargs!r}"
+            )
         return dict(kwargs)
 
     def __call__(self, inbox: Any) -> Any:
