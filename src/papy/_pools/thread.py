@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from time import monotonic
 
 from .._serialize import format_tb, revive, wrap_base_exception
 from . import Deliver, TaskDefs
@@ -15,28 +16,46 @@ if TYPE_CHECKING:
 _STOP = None
 
 
-def _run(tasks: TaskDefs, inbox: queue.SimpleQueue[Any], deliver: Deliver) -> None:
+def _run(tasks: TaskDefs, inbox: queue.SimpleQueue[Any], deliver: Deliver, n_threads: int) -> None:
     """Worker thread loop: evaluate batches until the stop sentinel."""
-    get = inbox.get
+    get, get_nowait, qsize = inbox.get, inbox.get_nowait, inbox.qsize
     while True:
         batch = get()
         if batch is _STOP:
             return
-        out = []
-        for task, index, item in batch:
-            d = tasks[task]
-            func, args, kwargs = d.func, d.args, d.kwargs
+        out: list[tuple[int, int, bool, Any]] = []
+        # Take a fair share of what else waits, delivered together: fewer
+        # hand-offs, and no tasklet waits behind a slow one for long (below).
+        extra = qsize() // n_threads
+        started = monotonic()
+        while True:
+            for task, index, item in batch:
+                d = tasks[task]
+                try:
+                    out.append((task, index, True, d.func(item, *d.args, **d.kwargs)))
+                except BaseException as exc:  # noqa: BLE001 - reported at the item's position
+                    where = f"item {index} of task {task}"
+                    err = wrap_base_exception(exc, where)
+                    out.append((task, index, False, revive(err, format_tb(exc))))
+                    del exc, err
+            if extra <= 0 or monotonic() - started > PATIENCE:
+                break
             try:
-                out.append((task, index, True, func(item, *args, **kwargs)))
-            except BaseException as exc:  # noqa: BLE001 - reported at the item's position
-                where = f"item {index} of task {task}"
-                err = wrap_base_exception(exc, where)
-                out.append((task, index, False, revive(err, format_tb(exc))))
-                del exc, err
+                batch = get_nowait()
+            except queue.Empty:
+                break
+            if batch is _STOP:
+                inbox.put(_STOP)  # for this loop's next round
+                break
+            extra -= 1
         try:
             deliver(out)
         except BaseException:  # noqa: BLE001 - the map was stopped meanwhile
             return
+
+
+#: a worker thread stops taking waiting batches once it has worked this long (s)
+PATIENCE = 0.002
 
 
 class ThreadPool:
@@ -53,7 +72,7 @@ class ThreadPool:
         for i in range(self.size):
             t = threading.Thread(
                 target=_run,
-                args=(tasks, self._inbox, deliver),
+                args=(tasks, self._inbox, deliver, self.size),
                 name=f"{name}-thread-{i}",
                 daemon=True,
             )
