@@ -31,11 +31,13 @@ from typing import Any
 
 import pytest
 
+import papy
 from papy import IMap
 
 N_TRIVIAL = int(os.environ.get("PAPY_BENCH_REMOTE_N", "1000"))
 N_10MS = max(20, N_TRIVIAL // 10)
-SRC = Path(__file__).resolve().parent.parent / "src"
+# the papy under test (installed, or a source tree on PYTHONPATH), for the servers
+SRC = Path(papy.__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.timeout(600)
