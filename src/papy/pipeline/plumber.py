@@ -54,8 +54,8 @@ class Plumber(Dagger):
 
     @property
     def running(self) -> bool:
-        """True while the plunger thread runs."""
-        return self._plunger is not None and self._plunger.is_alive()
+        """True while the plunger thread runs (and has not finished the run)."""
+        return self._plunger is not None and self._plunger.is_alive() and not self._done.is_set()
 
     @property
     def finished(self) -> bool:
@@ -141,6 +141,11 @@ class Plumber(Dagger):
         if not self._finished and not self.running:
             raise PlumberError("the Plumber is paused; run() it first")
         done = self._done.wait(timeout)
+        plunger = self._plunger
+        if done and plunger is not None and plunger is not threading.current_thread():
+            # The plunger sets `_done` as its last act; let it end, so that a
+            # stop() right after wait() never sees it still running.
+            plunger.join()
         if done and self._error is not None:
             raise self._error
         return done
