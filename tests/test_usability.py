@@ -103,3 +103,17 @@ def test_logger_is_silent_by_default_and_reports_lost_workers(caplog):
                 except papy.WorkerLostError:
                     pass
     assert any("was lost" in r.getMessage() for r in caplog.records)
+
+
+def test_plumber_progress_bar(capsys):
+    pytest.importorskip("tqdm")
+    from papy.pipeline import Piper, Plumber
+
+    out = Piper(lambda inbox: inbox[0] * 2, name="double", track=True)
+    pl = Plumber(pipes=[(Piper(lambda inbox: inbox[0], name="src"), out)], progress=True)
+    pl.start([list(range(12))])
+    pl.run()
+    assert pl.wait(30)
+    pl.stop()
+    assert list(out.tracked.values()) == [2 * x for x in range(12)]
+    assert "12item" in capsys.readouterr().err.replace(" ", "")

@@ -32,9 +32,16 @@ class Plumber(Dagger):
     """
 
     def __init__(
-        self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (), xtras: Any = None
+        self,
+        pipers: Iterable[Any] = (),
+        pipes: Iterable[Sequence[Any]] = (),
+        xtras: Any = None,
+        progress: bool = False,
     ):
         super().__init__(pipers, pipes, xtras)
+        # progress=True: a tqdm bar counts the items that leave the output Pipers
+        self.progress = bool(progress)
+        self._bar: Any = None
         self._started = False
         self._plunger: threading.Thread | None = None
         self._pausing = threading.Event()
@@ -105,11 +112,20 @@ class Plumber(Dagger):
         if self._finished:
             raise PlumberError("the run has finished; stop() the Plumber")
         self._pausing.clear()
+        if self.progress and self._bar is None:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                raise PlumberError(
+                    "progress=True needs tqdm: pip install 'papy[progress]'"
+                ) from None
+            self._bar = tqdm(unit="item", desc="pipeline")
         self._plunger = threading.Thread(target=self._plunge, name="papy-plunger", daemon=True)
         self._plunger.start()
 
     def _plunge(self) -> None:
         live = self._live
+        bar = self._bar
         try:
             while live and not self._pausing.is_set():
                 for piper in list(live):
@@ -117,6 +133,9 @@ class Plumber(Dagger):
                         next(piper)
                     except StopIteration:
                         live.remove(piper)
+                    else:
+                        if bar is not None:
+                            bar.update(1)
             if not live:
                 for piper in self.postorder():
                     if piper.failure is not None:
@@ -129,6 +148,9 @@ class Plumber(Dagger):
     def _finish(self) -> None:
         self._end_time = time.perf_counter()
         self._finished = True
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
