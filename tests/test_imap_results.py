@@ -274,3 +274,27 @@ def test_input_error_reaches_the_consumer_and_every_dependent_task():
         assert isinstance(info.value.__cause__, ValueError)
         with pytest.raises(StopIteration):
             next(b)
+
+
+@pytest.mark.parametrize("worker_type", WORKER_TYPES)
+def test_chunksize_auto_picks_a_batch_from_the_buffer(worker_type):
+    m = IMap(worker_type=worker_type, worker_num=2, buffer=64, chunksize="auto")
+    assert m._chunk_for(64) == 16 and m.stride == 2
+    data = list(range(300)) + ["x"] + list(range(5))
+    got = []
+    with m:
+        out = m.add_task(inc, data)
+        m.start()
+        while True:
+            try:
+                got.append(next(out))
+            except TypeError:
+                got.append("E")
+            except StopIteration:
+                break
+    assert got == [x + 1 for x in range(300)] + ["E"] + [x + 1 for x in range(5)]
+    assert list(
+        papy.imap(inc, range(100), worker_type=worker_type, chunksize="auto", buffer=32)
+    ) == [x + 1 for x in range(100)]
+    with pytest.raises(ValueError, match="chunksize"):
+        IMap(chunksize="big")

@@ -413,7 +413,7 @@ class IMap:
         name: str | None = None,
         *,
         start_method: str | None = None,
-        chunksize: int = 1,
+        chunksize: int | str = 1,
         retries: int = 0,
         deadlock_grace: float | None = 0.5,
         executor: Any = None,
@@ -446,7 +446,10 @@ class IMap:
             raise ValueError(
                 "worker_num is 0 and there are no worker_remote workers: nothing would run"
             )
-        self.chunksize = _check_count("chunksize", chunksize, 1)
+        if isinstance(chunksize, str) and chunksize != "auto":
+            raise ValueError(f"chunksize must be an int >= 1 or 'auto', got {chunksize!r}")
+        auto = chunksize == "auto"
+        self.chunksize = 1 if auto else _check_count("chunksize", chunksize, 1)
         if stride is None:  # each worker gets one tasklet (one chunk) per turn
             stride = (worker_num + n_remote) * self.chunksize
             if isinstance(buffer, int) and not isinstance(buffer, bool) and 1 <= buffer < stride:
@@ -472,6 +475,7 @@ class IMap:
         self.worker_remote = [(f"{h}:{p}", n) for h, p, n in self._remote]
         self.stride = stride
         self.buffer = buffer
+        self.auto_chunksize = auto  # chunksize='auto': chosen at start() from the buffer
         self.ordered = bool(ordered)
         self.skip = bool(skip)
         self.name = name if name is not None else f"imap_{id(self):x}"
@@ -630,7 +634,7 @@ class IMap:
                 chained.append(False)
         feeder = threading.Thread(
             target=_feed,
-            args=(run, inputs, chained, self.chunksize),
+            args=(run, inputs, chained, self._chunk_for(buffer)),
             name=f"{self.name}-feeder",
             daemon=True,
         )
@@ -649,6 +653,14 @@ class IMap:
             buffer,
             _scheduler.IMPLEMENTATION,
         )
+
+    def _chunk_for(self, buffer: int) -> int:
+        """The batch size: ``chunksize``, or for ``'auto'`` a share of the buffer
+        that lets every worker have two batches in flight (at most 256)."""
+        if not self.auto_chunksize:
+            return self.chunksize
+        workers = self.worker_num + sum(n for _, _, n in self._remote)
+        return max(1, min(256, buffer // (2 * workers)))
 
     def next(self, timeout: float | None = None, task: int = 0, block: bool = True) -> Any:
         """Return the next result of ``task``; raise its exception or ``StopIteration``.
@@ -801,7 +813,7 @@ def imap(
     m = IMap(**options)
     results = m.add_task(func, iterable, args, kwargs, timeout=timeout)
     m.start()
-    return _generate(m, results, m.chunksize, bar)
+    return _generate(m, results, m._chunk_for(m._run.sched.buffer) if m._run else 1, bar)
 
 
 def _generate(m: IMap, results: TaskIterator, chunk: int, bar: Any) -> Iterator[Any]:
