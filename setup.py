@@ -46,4 +46,32 @@ def _extensions():
     )
 
 
-setup(ext_modules=_extensions())
+def _build_ext_class():
+    """build_ext that turns a failed compile into one clear message."""
+    from setuptools.command.build_ext import build_ext
+
+    class BuildExt(build_ext):
+        def run(self):
+            try:
+                super().run()
+            except Exception as exc:
+                raise SystemExit(
+                    "papy: compiling the scheduler core papy._sched failed "
+                    f"({type(exc).__name__}: {exc}). Install a C++11 compiler and the Python "
+                    "headers, or set PAPY_NO_EXTENSIONS=1 for a pure-Python build."
+                ) from exc
+
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as exc:
+                raise SystemExit(
+                    f"papy: compiling {ext.name} failed ({type(exc).__name__}: {exc}). "
+                    "Install a C++11 compiler and the Python headers, or set "
+                    "PAPY_NO_EXTENSIONS=1 for a pure-Python build."
+                ) from exc
+
+    return BuildExt
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": _build_ext_class()})
