@@ -142,6 +142,7 @@ CASES = {
             "'end': {'in': 2, 'out': 2, 'errors': 0, 'failed': 0}}",
         ),
     ),
+    "remote.py": ([], exact("('got0', 'got1', 'got2', 'got3', 'got4')")),
     "ipc.py": (["file"], matches(*[r"\d+->\d+"] * 4)),
     "ipc.py fifo": (["fifo"], matches(*[r"\d+->\d+"] * 4)),
     "ipc.py socket": (["socket"], matches(*[r"\d+->\d+"] * 4)),
