@@ -84,6 +84,8 @@ def test_module_surface(sched_module: ModuleType, sched_implementation: Any) -> 
         "buffer_used", "in_flight", "next_task", "input_done", "acquire_slot",
         "acquire_slots", "turn_left", "submit", "submit_many", "put_result",
         "put_many", "put_range", "get_result", "get_many", "task_finished", "close", "stats",
+        "try_result", "try_values", "set_feeder_waiting", "stuck", "deadlock_error",
+        "timed_out", "wait_change", "poke", "changes",
     }  # fmt: skip
 
 
@@ -331,20 +333,26 @@ def test_submit_many(sched_module: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_submit_many_over_pre_skipped_positions(sched_module: ModuleType, ordered: bool) -> None:
+def test_timeout_before_a_position_exists_skips_nothing(
+    sched_module: ModuleType, ordered: bool
+) -> None:
     s = sched_module.Scheduler(1, 4, 4, ordered=ordered, skip=True)
-    with pytest.raises(TimeoutError):
-        s.get_result(0, timeout=0)  # position 0 skipped before it exists
+    for _ in range(3):
+        with pytest.raises(TimeoutError) as info:
+            s.get_result(0, timeout=0)  # position 0 was not read from the input yet
+        assert info.value.index is None
+        assert str(info.value) == "no result of task 0 within 0 s"
+    assert s.stats()["tasks"][0]["skipped"] == 0
     assert s.acquire_slots(4, timeout=0) == 4
     assert s.submit_many(0, 3) == 0
     for index in range(3):
         deliver(s, 0, index, ("r", index))
-    assert s.buffer_used == 3  # position 0's slot came back when its result was dropped
     got = s.get_many(0, 10, timeout=0)
-    assert [r[1] for r in got] == [1, 2]
+    assert [r[1] for r in got] == [0, 1, 2]  # every position has its outcome
     s.input_done(0)
     assert s.task_finished(0) is True
     assert s.get_many(0, 10, timeout=0) == [(sched_module.FINISHED, -1, None)]
+    assert s.get_result(0, timeout=0) == (sched_module.FINISHED, -1, None)  # past the end
     assert s.buffer_used == 1  # the slot still held by the feeder
 
 
@@ -628,8 +636,9 @@ def test_skip_ordered_result_ready_behind_skipped_position(sched_module: ModuleT
         s.get_result(0, timeout=0)
     assert [s.get_result(0, timeout=0)[1] for _ in range(2)] == [1, 2]
     deliver(s, 0, 0)
-    with pytest.raises(TimeoutError):
-        s.get_result(0, timeout=0)  # position 3: not submitted, so pre-skipped
+    with pytest.raises(TimeoutError) as info:
+        s.get_result(0, timeout=0)  # position 3: not submitted, so nothing is skipped
+    assert info.value.index is None
 
 
 def test_skip_unordered_drops_oldest_pending(sched_module: ModuleType) -> None:
@@ -652,34 +661,26 @@ def test_skip_unordered_drops_oldest_pending(sched_module: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_skip_before_submission(sched_module: ModuleType, ordered: bool) -> None:
-    s = sched_module.Scheduler(1, 1, 2, ordered=ordered, skip=True)
-    with pytest.raises(TimeoutError):
-        s.get_result(0, timeout=0)  # nothing submitted: index 0 is pre-skipped
-    assert s.buffer_used == 0 and s.stats()["tasks"][0]["skipped"] == 1
-    feed(s)  # index 0: takes a slot, freed when its (dropped) result arrives
+def test_skip_past_the_submitted_positions_skips_nothing(
+    sched_module: ModuleType, ordered: bool
+) -> None:
+    s = sched_module.Scheduler(1, 1, 4, ordered=ordered, skip=True)
+    feed(s)  # index 0
+    with pytest.raises(TimeoutError) as info:
+        s.get_result(0, timeout=0)
+    assert info.value.index == 0  # the one position that exists is skipped
+    assert str(info.value) == "no result of task 0 within 0 s (position 0 skipped)"
+    for _ in range(5):  # polling past it consumes nothing
+        with pytest.raises(TimeoutError) as info:
+            s.get_result(0, timeout=0)
+        assert info.value.index is None
+    assert s.stats()["tasks"][0]["skipped"] == 1 and s.buffer_used == 0
     feed(s)  # index 1
-    assert s.buffer_used == 2
     deliver(s, 0, 0, "dropped")
-    assert s.buffer_used == 1
-    assert s.stats()["tasks"][0]["ready"] == 0
     deliver(s, 0, 1, "kept")
     assert s.get_result(0, timeout=0) == (sched_module.RESULT, 1, "kept")
     s.input_done(0)
     assert s.get_result(0) == (sched_module.FINISHED, -1, None)
-    assert s.buffer_used == 0
-
-
-def test_skip_two_unsubmitted_positions_unordered(sched_module: ModuleType) -> None:
-    s = sched_module.Scheduler(1, 1, 4, ordered=False, skip=True)
-    for _ in range(2):
-        with pytest.raises(TimeoutError):
-            s.get_result(0, timeout=0)
-    for _ in range(3):
-        feed(s)
-    for i in range(3):
-        deliver(s, 0, i)
-    assert s.get_result(0, timeout=0)[1] == 2  # 0 and 1 were skipped in advance
     assert s.buffer_used == 0
 
 

@@ -174,7 +174,56 @@ class CoreEquivalence(RuleBasedStateMachine):
         self.in_flight.clear()
         self.both("put_many", items)
 
+    @rule(data=st.data())
+    def put_range(self, data: st.DataObject) -> None:
+        """A batch of consecutive tasklets arrives at once (a run of what is in flight,
+        or - rarely - a run that is not, which must fail alike)."""
+        if not self.in_flight:
+            return
+        task, first = self.in_flight[data.draw(st.integers(0, len(self.in_flight) - 1))]
+        n = data.draw(st.integers(1, 4), label="n")
+        run = [(task, first + k) for k in range(n)]
+        if all(pair in self.in_flight for pair in run) or data.draw(st.integers(0, 9)) == 0:
+            for pair in run:
+                if pair in self.in_flight:
+                    self.in_flight.remove(pair)
+        values = [next(self.values) for _ in range(n)]
+        bad = data.draw(st.sets(st.integers(-1, n)), label="errors")
+        errors = {k: KeyError(k) for k in bad} or None
+        # each core keeps the list it is given: give each its own
+        got_c = outcome(self.c.put_range, task, first, list(values), errors)
+        got_py = outcome(self.py.put_range, task, first, list(values), errors)
+        assert got_c == got_py
+
     # -- consumer ---------------------------------------------------------------
+    @rule(task=TASK)
+    def try_result(self, task: int) -> None:
+        self.both("try_result", self.task(task))
+
+    @rule(task=TASK, n=st.integers(1, 6))
+    def try_values(self, task: int, n: int) -> None:
+        self.both("try_values", self.task(task), n)
+
+    @rule(task=TASK)
+    def timed_out(self, task: int) -> None:
+        """A driver's wait timed out: the core skips (or not) and builds the error."""
+        task = self.task(task)
+        got_c = outcome(self.c.timed_out, task, 0.0)
+        got_py = outcome(self.py.timed_out, task, 0.0)
+        if got_c[0] == got_py[0] == "ok":
+            got_c = ("ok", (type(got_c[1]), str(got_c[1]), got_c[1].index))
+            got_py = ("ok", (type(got_py[1]), str(got_py[1]), got_py[1].index))
+        assert got_c == got_py
+
+    @rule(waiting=st.booleans())
+    def set_feeder_waiting(self, waiting: bool) -> None:
+        self.both("set_feeder_waiting", waiting)
+        self.both("stuck")
+
+    @rule()
+    def poke(self) -> None:
+        self.both("poke")
+
     @rule(task=TASK, timeout=TIMEOUTS)
     def get_result(self, task: int, timeout: Any) -> None:
         self.both("get_result", self.task(task), timeout=timeout)
@@ -194,7 +243,8 @@ class CoreEquivalence(RuleBasedStateMachine):
         method = data.draw(
             st.sampled_from(
                 ["input_done", "acquire_slot", "acquire_slots", "submit", "submit_many",
-                 "put_result", "put_many", "get_result", "get_many", "task_finished"]
+                 "put_result", "put_many", "get_result", "get_many", "task_finished",
+                 "try_result", "try_values", "put_range"]
             ),
             label="method",
         )  # fmt: skip
@@ -213,8 +263,12 @@ class CoreEquivalence(RuleBasedStateMachine):
             items: list = [(draw(BAD_TASKS), draw(BAD_INDICES), True, "bad")]
             items.insert(draw(st.integers(0, 1)), draw(MALFORMED))
             args = (items,)
-        elif method == "get_result":
-            args = (draw(BAD_TASKS), draw(BAD_TIMEOUTS))
+        elif method in ("get_result", "try_result"):
+            args = (draw(BAD_TASKS), draw(BAD_TIMEOUTS))[: 2 if method == "get_result" else 1]
+        elif method == "try_values":
+            args = (draw(BAD_TASKS), draw(BAD_COUNTS))
+        elif method == "put_range":
+            args = (draw(BAD_TASKS), draw(BAD_INDICES), ["bad"])
         else:
             args = (draw(BAD_TASKS), draw(BAD_COUNTS), draw(BAD_TIMEOUTS))
         self.both(method, *args)
@@ -236,7 +290,7 @@ class CoreEquivalence(RuleBasedStateMachine):
         for waits in (waits_c, waits_py):
             assert all(type(v) is float and v >= 0 for v in waits.values())
         for name in ("n_tasks", "stride", "buffer", "ordered", "skip", "round", "closed",
-                     "buffer_used", "in_flight"):  # fmt: skip
+                     "buffer_used", "in_flight", "changes"):  # fmt: skip
             assert getattr(self.c, name) == getattr(self.py, name), name
         assert repr(self.c).replace(" cython ", " python ") == repr(self.py)
         assert self.c.turn_left() == self.py.turn_left()

@@ -95,8 +95,13 @@ def timeout_error_class() -> type[builtins.TimeoutError]:
             """No result within the timeout given to ``next()``.
 
             An instance of both the builtin ``TimeoutError`` and
-            ``multiprocessing.TimeoutError``.
+            ``multiprocessing.TimeoutError``. ``index`` is the input position
+            that was skipped for good (``skip=True``), or None when the wait
+            consumed no position (nothing skipped, or that position had not
+            been read from the input yet).
             """
+
+            index: int | None = None
 
         TimeoutError.__module__ = "papy"
         TimeoutError.__qualname__ = "TimeoutError"

@@ -5,6 +5,9 @@
 methods, errors and messages, and the whole test suite runs against both.
 Nothing but the selector ``papy._scheduler`` imports either module.
 
+Results are stored as chunks (one entry per delivered batch, handed out as a
+slice), exactly as in the twin; see its docstring for the data flow.
+
 Locking: every method runs with the GIL held and does not release it while it
 touches the state, so the GIL is the state lock (no Python-level lock).
 Blocking waits release the GIL and sleep on a C++ ``std::condition_variable``
@@ -159,6 +162,7 @@ cdef struct TaskState:
     Py_ssize_t n_skipped       # positions skipped
     Py_ssize_t live            # submitted, not arrived, not skipped
     Py_ssize_t task_in_flight  # submitted, not arrived
+    Py_ssize_t n_ready         # arrived, not handed out
     bint input_done
 
 
@@ -178,12 +182,34 @@ cdef inline Py_ssize_t _clamp(object value):
         return PY_SSIZE_T_MAX
 
 
+cdef class _Chunk:
+    """Results of consecutive tasklets ``first``, ``first + 1``, ... of one task.
+
+    ``errors`` maps an offset to the exception of that position (None: no
+    errors); ``pos`` is the offset of the next result to hand out.
+    """
+
+    cdef Py_ssize_t first
+    cdef Py_ssize_t pos
+    cdef list values
+    cdef object errors
+
+    def __cinit__(self, Py_ssize_t first, list values, object errors):
+        self.first = first
+        self.values = values
+        self.errors = errors
+        self.pos = 0
+
+
 cdef class Scheduler:
     """Stride weave, buffer accounting and per-task result queues of one map.
 
-    Parties: one *feeder* thread (``next_task``, ``input_done``,
-    ``acquire_slot(s)``, ``turn_left``, ``submit(_many)``), any number of *delivering* threads
-    (``put_result``, ``put_many``, ``put_range``) and *consumers* (``get_result``, ``get_many``).
+    Parties: one *feeding* side (``next_task``, ``input_done``, ``acquire_slot(s)``,
+    ``turn_left``, ``submit(_many)``, ``set_feeder_waiting``), any number of
+    *delivering* threads (``put_result``, ``put_many``, ``put_range``) and
+    *consumers* (``try_result``, ``try_values``, ``get_result``, ``get_many``).
+    ``wait_change`` and ``poke`` let a thread that drives the map sleep until
+    something happens.
     """
 
     cdef TaskState *_tasks
@@ -199,9 +225,10 @@ cdef class Scheduler:
     cdef bint _has_grace
     cdef double _grace
 
-    cdef list _results   # per task: dict index -> (ok, value) | deque of (index, ok, value)
+    cdef list _ready     # per task: dict first index -> _Chunk | deque of _Chunk
+    cdef list _current   # per task: the _Chunk being handed out, or None
     cdef list _pending   # per task: set of in-flight indices
-    cdef list _skipped   # per task: dict index -> slot already freed
+    cdef list _skipped   # per task: set of skipped in-flight indices
 
     cdef Py_ssize_t _turn
     cdef Py_ssize_t _repeat
@@ -209,14 +236,17 @@ cdef class Scheduler:
     cdef Py_ssize_t _open_inputs
 
     cdef Py_ssize_t _used       # buffer slots taken
-    cdef Py_ssize_t _held       # slots acquired by the feeder, not yet submitted
+    cdef Py_ssize_t _held       # slots acquired by the feeding side, not yet submitted
     cdef Py_ssize_t _in_flight  # all tasks: submitted, not arrived
     cdef bint _feeder_waiting
+    cdef double _feeder_blocked_since  # set_feeder_waiting(True): when (-1: not blocked)
     cdef bint _closed
     cdef double _feeder_wait
     cdef double _consumer_wait
+    cdef unsigned long long _changes  # every notification: wait_change's sequence
     cdef int _results_waiters   # threads inside get_result's wait loop
     cdef int _slot_waiters      # threads inside acquire_slot's wait loop
+    cdef int _change_waiters    # threads inside wait_change
 
     cdef object __weakref__
 
@@ -256,6 +286,7 @@ cdef class Scheduler:
                 self._grace = float(deadlock_grace)
             except OverflowError:
                 self._grace = float("inf")
+        self._feeder_blocked_since = -1.0
 
         self._tasks = <TaskState *>PyMem_Calloc(<size_t>n, sizeof(TaskState))
         if self._tasks == NULL:
@@ -264,11 +295,12 @@ cdef class Scheduler:
         if self._sync == NULL:
             raise MemoryError()
         if self._ordered:
-            self._results = [{} for _ in range(n)]
+            self._ready = [{} for _ in range(n)]
         else:
-            self._results = [deque() for _ in range(n)]
+            self._ready = [deque() for _ in range(n)]
+        self._current = [None] * n
         self._pending = [set() for _ in range(n)]
-        self._skipped = [{} for _ in range(n)]
+        self._skipped = [set() for _ in range(n)]
         self._open_inputs = n
 
     def __init__(
@@ -329,16 +361,25 @@ cdef class Scheduler:
     def in_flight(self):
         return self._in_flight
 
+    @property
+    def changes(self):
+        """A counter that moves whenever something a waiter may care about happened."""
+        return self._changes
+
     # -- notification helpers (GIL held) -------------------------------------
     cdef inline void _notify_results(self):
-        if self._results_waiters > 0:
+        self._changes += 1
+        if self._results_waiters > 0 or self._change_waiters > 0:
             papy_sync_bump(self._sync, 0)
 
     cdef inline void _notify_slot(self):
+        self._changes += 1
         if self._slot_waiters > 0:
             papy_sync_bump(self._sync, 1)
+        if self._change_waiters > 0:
+            papy_sync_bump(self._sync, 0)
 
-    # -- feeder side ----------------------------------------------------------
+    # -- feeding side -----------------------------------------------------------
     cdef inline Py_ssize_t _check_task(self, object task) except -1:
         cdef Py_ssize_t t
         if isinstance(task, bool) or not isinstance(task, int):
@@ -444,6 +485,24 @@ cdef class Scheduler:
         self._held += extra
         return 1 + extra
 
+    def set_feeder_waiting(self, waiting):
+        """Tell the core whether a feeding side that does not block in ``acquire_slot``
+        (it polls with ``timeout=0``) is held up by a full buffer.
+
+        Used for deadlock detection and the ``feeder_wait`` statistic.
+        """
+        cdef bint w = bool(waiting)
+        if w == (self._feeder_blocked_since >= 0):
+            return
+        if w:
+            self._feeder_blocked_since = papy_monotonic()
+            self._feeder_waiting = True
+            self._notify_results()
+        else:
+            self._feeder_wait += papy_monotonic() - self._feeder_blocked_since
+            self._feeder_blocked_since = -1.0
+            self._feeder_waiting = False
+
     def turn_left(self):
         """Tasklets the current task may still submit in this turn of the weave."""
         return self._stride_obj - self._repeat
@@ -462,15 +521,14 @@ cdef class Scheduler:
         ts = &self._tasks[t]
         if t != self._turn or ts.input_done:
             raise ValueError(f"task {task} is not the task whose turn it is ({self._turn})")
-        self._held -= 1
         index = ts.submitted
+        py_index = index
+        (<set>self._pending[t]).add(py_index)
+        self._held -= 1
         ts.submitted = index + 1
         self._in_flight += 1
         ts.task_in_flight += 1
-        py_index = index
-        (<set>self._pending[t]).add(py_index)
-        if py_index not in <dict>self._skipped[t]:
-            ts.live += 1
+        ts.live += 1
         self._repeat += 1
         if self._repeat >= self._stride:
             self._advance()
@@ -482,10 +540,8 @@ cdef class Scheduler:
         Returns the index of the first; the others follow it.
         """
         cdef Py_ssize_t t = self._check_task(task)
-        cdef Py_ssize_t count, first, index, live = 0
+        cdef Py_ssize_t count, first
         cdef TaskState *ts
-        cdef set pending
-        cdef dict skipped
         _check_int("n", n, 1)
         count = _clamp(n)
         if self._held < count:
@@ -498,46 +554,43 @@ cdef class Scheduler:
                 f"n must be <= turn_left() ({self._stride_obj - self._repeat}), got {n}"
             )
         first = ts.submitted
-        pending = <set>self._pending[t]
-        skipped = <dict>self._skipped[t]
-        for index in range(first, first + count):
-            py_index = index
-            pending.add(py_index)
-            if not skipped or py_index not in skipped:
-                live += 1
+        (<set>self._pending[t]).update(range(first, first + count))
         self._held -= count
         ts.submitted = first + count
         self._in_flight += count
         ts.task_in_flight += count
-        ts.live += live
+        ts.live += count
         self._repeat += count
         if self._repeat >= self._stride:
             self._advance()
         return first
 
     # -- delivering side ------------------------------------------------------
+    cdef inline void _enqueue(self, Py_ssize_t t, _Chunk chunk):
+        """Make ``chunk`` available to consumers."""
+        self._tasks[t].n_ready += len(chunk.values)
+        if self._ordered:
+            (<dict>self._ready[t])[chunk.first] = chunk
+        else:
+            self._ready[t].append(chunk)
+
     cdef int _store(self, Py_ssize_t t, object task, object index, object ok,
                     object value) except -1:
         """Store one arrived result."""
         cdef set pending = <set>self._pending[t]
-        cdef dict skipped
+        cdef set skipped
         cdef TaskState *ts = &self._tasks[t]
         if index not in pending:
             raise ValueError(f"tasklet {index} of task {task} is not in flight")
         pending.remove(index)
         self._in_flight -= 1
         ts.task_in_flight -= 1
-        skipped = <dict>self._skipped[t]
-        if skipped and index in skipped:
-            if not skipped.pop(index):
-                self._used -= 1
-                self._notify_slot()
+        skipped = <set>self._skipped[t]
+        if skipped and index in skipped:  # its slot was freed when it was skipped
+            skipped.remove(index)
             return 0
         ts.live -= 1
-        if self._ordered:
-            (<dict>self._results[t])[index] = (ok, value)
-        else:
-            self._results[t].append((index, ok, value))
+        self._enqueue(t, _Chunk(index, [value], None if ok else {0: value}))
         return 0
 
     def put_result(self, task, index, ok, value):
@@ -573,14 +626,37 @@ cdef class Scheduler:
 
         ``values[k]`` is the result of tasklet ``first + k``, unless ``k`` is a
         key of ``errors``: then ``errors[k]`` is the exception for that position.
+        The core keeps ``values`` (a list) as it is: the caller must not reuse it.
         """
         cdef Py_ssize_t t = self._check_task(task)
-        cdef Py_ssize_t k = 0
+        cdef Py_ssize_t k = 0, n
+        cdef TaskState *ts
+        cdef set pending
+        cdef list vals
         _check_int("first", first, 0)
+        if type(values) is list:
+            vals = <list>values
+        else:
+            vals = list(values)
         if self._closed:
             return
         try:
-            for value in values:
+            n = len(vals)
+            pending = <set>self._pending[t]
+            if n and not self._skipped[t]:
+                span = range(first, first + n)
+                if pending.issuperset(span):
+                    # the common case: one entry for the whole batch
+                    pending.difference_update(span)
+                    ts = &self._tasks[t]
+                    self._in_flight -= n
+                    ts.task_in_flight -= n
+                    ts.live -= n
+                    if errors:
+                        errors = {e: errors[e] for e in errors if 0 <= e < n}
+                    self._enqueue(t, _Chunk(first, vals, errors or None))
+                    return
+            for value in vals:
                 if errors and k in errors:
                     self._store(t, task, first + k, False, errors[k])
                 else:
@@ -590,54 +666,130 @@ cdef class Scheduler:
             self._notify_results()
 
     # -- consumer side --------------------------------------------------------
+    cdef object _head(self, Py_ssize_t t):
+        """The chunk holding ``t``'s next result to hand out, if it arrived, else None."""
+        cdef object current = self._current[t]
+        cdef _Chunk chunk
+        if current is not None:
+            chunk = <_Chunk>current
+            if chunk.pos < len(chunk.values):
+                return chunk
+        if self._ordered:
+            current = (<dict>self._ready[t]).pop(self._tasks[t].next_out, None)
+        else:
+            queue = self._ready[t]
+            current = queue.popleft() if queue else None
+        self._current[t] = current
+        return current
+
+    cdef inline bint _finished(self, Py_ssize_t t):
+        """True when ``t`` has nothing left to hand out, ever (nothing ready)."""
+        cdef TaskState *ts = &self._tasks[t]
+        if not ts.input_done:
+            return False
+        if self._ordered:
+            return ts.next_out >= ts.submitted
+        return ts.live == 0
+
+    cdef inline void _hand_out(self, Py_ssize_t t, Py_ssize_t n):
+        """Account for ``n`` results of ``t`` handed out."""
+        cdef TaskState *ts = &self._tasks[t]
+        ts.n_ready -= n
+        ts.returned += n
+        if self._ordered:
+            ts.next_out += n
+        self._used -= n
+        self._notify_slot()
+
     cdef object _take(self, Py_ssize_t t):
         """Hand out the next result of ``t`` if there is one, else None."""
-        cdef TaskState *ts = &self._tasks[t]
-        cdef dict results_d
-        cdef Py_ssize_t index
-        if self._ordered:
-            results_d = <dict>self._results[t]
-            index = ts.next_out
-            if results_d:
-                py_index = index
-                pair = results_d.pop(py_index, None)
-            else:
-                pair = None
-            if pair is not None:
-                ok, value = <tuple>pair
-                ts.next_out = index + 1
-            elif ts.input_done and index >= ts.submitted:
-                return _FINISHED_TUPLE
-            else:
-                return None
+        cdef object head = self._head(t)
+        cdef _Chunk chunk
+        cdef Py_ssize_t k
+        if head is None:
+            return _FINISHED_TUPLE if self._finished(t) else None
+        chunk = <_Chunk>head
+        k = chunk.pos
+        chunk.pos = k + 1
+        value = chunk.values[k]
+        chunk.values[k] = None  # the consumer owns it now
+        self._hand_out(t, 1)
+        errors = chunk.errors
+        if errors is not None and k in <dict>errors:
+            self._tasks[t].failed += 1
+            return (ERROR, chunk.first + k, (<dict>errors)[k])
+        return (RESULT, chunk.first + k, value)
+
+    def try_result(self, task):
+        """``(status, index, value)`` of ``task``'s next result if it is there, else None.
+
+        Never waits. ``FINISHED`` once the task has nothing left; raises
+        ``SchedulerClosed`` once stopped.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        if self._closed:
+            raise SchedulerClosed(_MSG_CLOSED)
+        return self._take(t)
+
+    def try_values(self, task, n):
+        """Up to ``n`` of ``task``'s next results at once, if they are there, else None.
+
+        Returns ``(RESULT, first index, [values...])`` (at least one value, all
+        successful, consecutive in hand-out order), ``(ERROR, index, exception)``
+        for a single failed position, or ``(FINISHED, -1, None)``. Never waits.
+        """
+        cdef Py_ssize_t t = self._check_task(task)
+        cdef Py_ssize_t k, end, length, i, e, count
+        cdef _Chunk chunk
+        cdef list values, out
+        _check_int("n", n, 1)
+        count = _clamp(n)
+        if self._closed:
+            raise SchedulerClosed(_MSG_CLOSED)
+        head = self._head(t)
+        if head is None:
+            return _FINISHED_TUPLE if self._finished(t) else None
+        chunk = <_Chunk>head
+        k = chunk.pos
+        values = chunk.values
+        length = len(values)
+        end = length
+        if count < length - k:
+            end = k + count
+        errors = chunk.errors
+        if errors is not None:
+            if k in <dict>errors:
+                return self._take(t)
+            for key in <dict>errors:
+                e = key
+                if k < e < end:
+                    end = e
+        if k == 0 and end == length:
+            out = values  # the whole chunk: no copy
+            chunk.values = []
+            chunk.pos = 0
         else:
-            results_q = self._results[t]
-            if results_q:
-                py_index, ok, value = <tuple>results_q.popleft()
-            elif ts.input_done and ts.live == 0:
-                return _FINISHED_TUPLE
-            else:
-                return None
-        self._used -= 1
-        self._notify_slot()
-        ts.returned += 1
-        if ok:
-            return (RESULT, py_index, value)
-        ts.failed += 1
-        return (ERROR, py_index, value)
+            out = values[k:end]
+            for i in range(k, end):
+                values[i] = None
+            chunk.pos = end
+        self._hand_out(t, end - k)
+        return (RESULT, chunk.first + k, out)
 
-    cdef inline bint _stuck(self):
-        """True when nothing can arrive and the feeder cannot submit."""
-        return self._feeder_waiting and self._in_flight == 0 and self._used >= self._buffer
+    cdef Py_ssize_t _skip_one(self, Py_ssize_t t) except -2:
+        """Give up the position a timed-out consumer of ``t`` waited for.
 
-    cdef int _skip_one(self, Py_ssize_t t) except -1:
-        """Give up the position a timed-out consumer of ``t`` waited for."""
-        cdef dict skipped = <dict>self._skipped[t]
+        Only a position that exists (was submitted) is skipped; returns its
+        index, or -1 if there was none to skip.
+        """
+        cdef set skipped = <set>self._skipped[t]
         cdef TaskState *ts = &self._tasks[t]
         cdef Py_ssize_t index = 0, i
         cdef bint found = False
         if self._ordered:
             index = ts.next_out
+            if index >= ts.submitted:
+                return -1
             ts.next_out = index + 1
         else:
             for py_i in <set>self._pending[t]:
@@ -647,19 +799,51 @@ cdef class Scheduler:
                         index = i
                         found = True
             if not found:
-                index = ts.submitted
-                while index in skipped:
-                    index += 1
-        if index < ts.submitted:
-            skipped[index] = True  # its slot is freed now, its result dropped later
-            ts.live -= 1
-            self._used -= 1
-            self._notify_slot()
-        else:
-            skipped[index] = False  # not submitted yet: its slot is freed on arrival
+                return -1
+        skipped.add(index)  # its slot is freed now, its result dropped on arrival
+        ts.live -= 1
         ts.n_skipped += 1
+        self._used -= 1
+        self._notify_slot()
         self._notify_results()
-        return 0
+        return index
+
+    cdef object _timeout(self, Py_ssize_t t, object task, object timeout):
+        """The ``TimeoutError`` of a wait for ``t`` that timed out, skipping its
+        position first if the map skips. ``.index`` is the position skipped for
+        good, or None if no position was consumed."""
+        cdef Py_ssize_t index = self._skip_one(t) if self._skip else -1
+        message = _MSG_TIMEOUT.format(task=task, timeout=timeout)
+        if index >= 0:
+            message += f" (position {index} skipped)"
+        err = timeout_error_class()(message)
+        err.index = index if index >= 0 else None
+        return err
+
+    cdef inline bint _stuck(self):
+        """True when nothing can arrive and the feeding side cannot submit."""
+        return self._feeder_waiting and self._in_flight == 0 and self._used >= self._buffer
+
+    def stuck(self):
+        """True when nothing can arrive and the feeding side waits for a slot: if the
+        result a consumer waits for is not there either, the map cannot progress."""
+        return self._stuck()
+
+    def deadlock_error(self, task):
+        """The ``DeadlockError`` explaining why ``task``'s consumer can wait forever."""
+        return DeadlockError(
+            _MSG_DEADLOCK.format(
+                task=task, buffer=self._buffer_obj, need=self._n_obj * self._stride_obj
+            )
+        )
+
+    def timed_out(self, task, timeout):
+        """A wait for ``task`` timed out: skip its position if the map skips (and
+        the position exists); return the ``TimeoutError`` to raise."""
+        cdef Py_ssize_t t = self._check_task(task)
+        if self._closed:
+            raise SchedulerClosed(_MSG_CLOSED)
+        return self._timeout(t, task, timeout)
 
     def get_result(self, task, timeout=None):
         """Return ``(status, index, value)`` for the next result of ``task``.
@@ -667,8 +851,9 @@ cdef class Scheduler:
         ``status`` is ``RESULT``, ``ERROR`` (``value`` is the exception) or
         ``FINISHED`` (and stays so). Waits at most ``timeout`` seconds (None:
         no limit) and then raises papy's ``TimeoutError``, skipping the awaited
-        position for good if the scheduler skips. Raises ``DeadlockError`` if
-        the wait can never end and ``SchedulerClosed`` once stopped.
+        position for good if the scheduler skips and the position exists.
+        Raises ``DeadlockError`` if the wait can never end and
+        ``SchedulerClosed`` once stopped.
         """
         cdef Py_ssize_t t = self._check_task(task)
         if self._closed:
@@ -703,24 +888,14 @@ cdef class Scheduler:
                         stuck = True
                         stuck_since = now
                     if now - stuck_since >= self._grace:
-                        raise DeadlockError(
-                            _MSG_DEADLOCK.format(
-                                task=task,
-                                buffer=self._buffer_obj,
-                                need=self._n_obj * self._stride_obj,
-                            )
-                        )
+                        raise self.deadlock_error(task)
                 else:
                     stuck = False
                 wait = WAIT_SLICE
                 if has_deadline:
                     remaining = deadline - now
                     if remaining <= 0:
-                        if self._skip:
-                            self._skip_one(t)
-                        raise timeout_error_class()(
-                            _MSG_TIMEOUT.format(task=task, timeout=timeout)
-                        )
+                        raise self._timeout(t, task, timeout)
                     if remaining < wait:
                         wait = remaining
                 with nogil:
@@ -758,6 +933,45 @@ cdef class Scheduler:
             taken += 1
         return out
 
+    def wait_change(self, seen, timeout):
+        """Wait at most ``timeout`` seconds until ``changes`` differs from ``seen``.
+
+        Returns True if it did. For a thread that drives the map: take
+        ``changes``, check everything, then wait here without missing what
+        happened in between. Never raises ``SchedulerClosed`` (close is a change).
+        """
+        cdef double started, deadline, remaining, wait
+        cdef unsigned long long snapshot
+        if self._changes != seen or self._closed:
+            return True
+        if timeout <= 0:
+            return False
+        started = papy_monotonic()
+        deadline = started + timeout
+        self._change_waiters += 1
+        try:
+            while self._changes == seen and not self._closed:
+                remaining = deadline - papy_monotonic()
+                if remaining <= 0:
+                    return False
+                wait = WAIT_SLICE
+                if remaining < wait:
+                    wait = remaining
+                snapshot = self._sync.results_seq
+                with nogil:
+                    papy_sync_wait(self._sync, 0, snapshot, wait)
+                PyErr_CheckSignals()
+            return True
+        finally:
+            self._change_waiters -= 1
+            self._consumer_wait += papy_monotonic() - started
+
+    def poke(self):
+        """Wake every waiter (they re-check their state): something outside the core changed."""
+        self._changes += 1
+        papy_sync_bump(self._sync, 0)
+        papy_sync_bump(self._sync, 1)
+
     def task_finished(self, task):
         """True once ``task`` has handed out (or skipped) all of its results."""
         cdef Py_ssize_t t = self._check_task(task)
@@ -766,12 +980,13 @@ cdef class Scheduler:
             return False
         if self._ordered:
             return ts.next_out >= ts.submitted
-        return ts.live == 0 and not self._results[t]
+        return ts.live == 0 and ts.n_ready == 0
 
     # -- lifecycle and inspection --------------------------------------------
     def close(self):
         """Stop: wake every waiter; later waits raise ``SchedulerClosed``."""
         self._closed = True
+        self._changes += 1
         papy_sync_bump(self._sync, 0)
         papy_sync_bump(self._sync, 1)
 
@@ -779,6 +994,7 @@ cdef class Scheduler:
         """A consistent snapshot of the counters, per task and for the map."""
         cdef Py_ssize_t t
         cdef TaskState *ts
+        cdef double feeder_wait = self._feeder_wait
         tasks = []
         for t in range(self._n):
             ts = &self._tasks[t]
@@ -789,16 +1005,18 @@ cdef class Scheduler:
                     "failed": ts.failed,
                     "skipped": ts.n_skipped,
                     "in_flight": ts.task_in_flight,
-                    "ready": len(self._results[t]),
+                    "ready": ts.n_ready,
                     "input_done": ts.input_done,
                 }
             )
+        if self._feeder_blocked_since >= 0:
+            feeder_wait += papy_monotonic() - self._feeder_blocked_since
         return {
             "tasks": tasks,
             "buffer_used": self._used,
             "buffer_size": self._buffer_obj,
             "in_flight": self._in_flight,
-            "feeder_wait": self._feeder_wait,
+            "feeder_wait": feeder_wait,
             "consumer_wait": self._consumer_wait,
             "round": self._round,
             "closed": self._closed,

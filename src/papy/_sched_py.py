@@ -6,26 +6,33 @@ Nothing but the selector ``papy._scheduler`` imports either module.
 
 Data flow through one :class:`Scheduler` (one IMap)::
 
-    task inputs ──► feeder thread ─────────────► workers ──► put_result()
+    task inputs ──► feeding side ──────────────► workers ──► put_range() / put_result()
                      │ next_task()  weave: stride          │
-                     │ acquire_slot() waits while the      ▼
-                     │   buffer is full                 per-task result store
-                     │ submit() takes the next index     (ordered: by index,
-                     ▼                                    unordered: by arrival)
-                 buffer slots ◄──── freed at hand-out ◄── get_result() ◄── consumers
+                     │ acquire_slot(s)() (the buffer)      ▼
+                     │ submit(_many)() takes the indices  per-task result store: chunks
+                     ▼                                    (ordered: by first index,
+                 buffer slots ◄──── freed at hand-out ◄── unordered: by arrival)
+                                                          │
+                     try_result() / try_values() ◄────────┘ consumers (non-blocking)
+                     get_result() / get_many()             (blocking, with timeouts)
 
 * The **weave** visits tasks in the order they were added, ``stride`` tasklets
   each, skipping tasks whose input is exhausted.
 * The **buffer** counts tasklets submitted and not yet handed out: a slot is
   taken before submission and freed when the result is handed to a consumer
   (or when its position is skipped), not when it is computed.
-* A **skip** (``skip=True`` and a timeout in ``get_result``) drops one position
-  for good; its index is remembered, so a late result is discarded on arrival
-  and can never be returned later.
-* A **deadlock** (the feeder waits for a slot, nothing is being computed, and
-  the awaited result is not there) is reported after ``deadlock_grace`` seconds
-  instead of blocking forever. It assumes the results of one map are read by a
-  single consuming thread (plus the map's own feeder for chained tasks).
+* Results are stored as **chunks**: ``put_range`` stores a whole batch of
+  consecutive results as one entry, and ``try_values`` hands out a run of them
+  as one list (a slice), so a batch costs a few operations, not a few per item.
+* A **skip** (``skip=True`` and a timeout) drops one *existing* position for
+  good: a position that has been submitted. Its index is remembered, so a late
+  result is discarded on arrival and can never be returned later. A wait that
+  times out before its position exists skips nothing.
+* A **deadlock** (the feeding side cannot get a slot, nothing is being
+  computed, and the awaited result is not there) is reported after
+  ``deadlock_grace`` seconds instead of blocking forever. It assumes the
+  results of one map are read by a single consuming thread (plus the map's own
+  feeding of chained tasks).
 
 Locking: one mutex guards all state; two conditions share it. Every wait is
 sliced (``WAIT_SLICE``) so that it notices ``close()`` and lets signals such as
@@ -67,6 +74,7 @@ _MSG_DEADLOCK = (
     "results."
 )
 _MSG_TIMEOUT = "no result of task {task} within {timeout} s"
+_FINISHED_TUPLE = (FINISHED, -1, None)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -77,12 +85,31 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+class _Chunk:
+    """Results of consecutive tasklets ``first``, ``first + 1``, ... of one task.
+
+    ``errors`` maps an offset to the exception of that position (None: no
+    errors); ``pos`` is the offset of the next result to hand out.
+    """
+
+    __slots__ = ("first", "values", "errors", "pos")
+
+    def __init__(self, first: int, values: list[Any], errors: dict[int, Any] | None) -> None:
+        self.first = first
+        self.values = values
+        self.errors = errors
+        self.pos = 0
+
+
 class Scheduler:
     """Stride weave, buffer accounting and per-task result queues of one map.
 
-    Parties: one *feeder* thread (``next_task``, ``input_done``,
-    ``acquire_slot(s)``, ``turn_left``, ``submit(_many)``), any number of *delivering* threads
-    (``put_result``, ``put_many``, ``put_range``) and *consumers* (``get_result``, ``get_many``).
+    Parties: one *feeding* side (``next_task``, ``input_done``, ``acquire_slot(s)``,
+    ``turn_left``, ``submit(_many)``, ``set_feeder_waiting``), any number of
+    *delivering* threads (``put_result``, ``put_many``, ``put_range``) and
+    *consumers* (``try_result``, ``try_values``, ``get_result``, ``get_many``).
+    ``wait_change`` and ``poke`` let a thread that drives the map sleep until
+    something happens.
     """
 
     def __init__(
@@ -109,11 +136,14 @@ class Scheduler:
         self._grace = deadlock_grace
 
         self._mutex = threading.Lock()
-        # Notified by put_result/put_many, input_done, close, a skip, and when the
-        # feeder starts waiting for a slot (so consumers re-check for deadlock).
+        # Notified by a delivery, input_done, close, a skip, poke, when the feeding
+        # side starts waiting for a slot (so consumers re-check for deadlock), and
+        # - while somebody waits in wait_change - when a slot is freed.
         self._results_changed = threading.Condition(self._mutex)
         # Notified whenever a buffer slot is freed, and by close.
         self._slot_freed = threading.Condition(self._mutex)
+        self._changes = 0  # counts every notification: wait_change's sequence
+        self._change_waiters = 0
 
         n = n_tasks
         self._submitted = [0] * n  # next index to submit
@@ -123,10 +153,13 @@ class Scheduler:
         self._n_skipped = [0] * n  # positions skipped
         self._live = [0] * n  # submitted, not arrived, not skipped
         self._task_in_flight = [0] * n  # submitted, not arrived
+        self._n_ready = [0] * n  # arrived, not handed out
         self._input_done = [False] * n
-        self._results: list[Any] = [({} if self._ordered else deque()) for _ in range(n)]
+        # ordered: first index -> _Chunk; unordered: deque of _Chunk by arrival
+        self._ready: list[Any] = [({} if self._ordered else deque()) for _ in range(n)]
+        self._current: list[_Chunk | None] = [None] * n  # the chunk being handed out
         self._pending: list[set[int]] = [set() for _ in range(n)]  # in-flight indices
-        self._skipped: list[dict[int, bool]] = [{} for _ in range(n)]  # index -> slot freed
+        self._skipped: list[set[int]] = [set() for _ in range(n)]  # skipped, in flight
 
         self._turn = 0
         self._repeat = 0
@@ -134,9 +167,10 @@ class Scheduler:
         self._open_inputs = n
 
         self._used = 0  # buffer slots taken
-        self._held = 0  # slots acquired by the feeder, not yet submitted
+        self._held = 0  # slots acquired by the feeding side, not yet submitted
         self._in_flight = 0  # all tasks: submitted, not arrived
-        self._feeder_waiting = False
+        self._feeder_waiting = False  # the feeding side waits for a slot
+        self._feeder_blocked_since = -1.0  # set_feeder_waiting(True): when
         self._closed = False
         self._feeder_wait = 0.0
         self._consumer_wait = 0.0
@@ -179,7 +213,23 @@ class Scheduler:
     def in_flight(self) -> int:
         return self._in_flight
 
-    # -- feeder side ----------------------------------------------------------
+    @property
+    def changes(self) -> int:
+        """A counter that moves whenever something a waiter may care about happened."""
+        return self._changes
+
+    # -- notification helpers (mutex held) ------------------------------------
+    def _notify_results(self) -> None:
+        self._changes += 1
+        self._results_changed.notify_all()
+
+    def _notify_slot(self) -> None:
+        self._changes += 1
+        self._slot_freed.notify()
+        if self._change_waiters:
+            self._results_changed.notify_all()
+
+    # -- feeding side -----------------------------------------------------------
     def _check_task(self, task: int) -> None:
         if isinstance(task, bool) or not isinstance(task, int):
             raise TypeError(f"task must be an int, got {type(task).__name__}")
@@ -212,7 +262,7 @@ class Scheduler:
             self._open_inputs -= 1
             if task == self._turn and self._open_inputs:
                 self._advance()
-            self._results_changed.notify_all()
+            self._notify_results()
 
     def acquire_slot(self, timeout: float | None = None) -> bool:
         """Take a buffer slot, waiting while the buffer is full.
@@ -232,7 +282,7 @@ class Scheduler:
             deadline = None if timeout is None else monotonic() + timeout
             started = monotonic()
             self._feeder_waiting = True
-            self._results_changed.notify_all()
+            self._notify_results()
             try:
                 while self._used >= self._buffer:
                     if self._closed:
@@ -265,6 +315,25 @@ class Scheduler:
             self._held += extra
             return 1 + extra
 
+    def set_feeder_waiting(self, waiting: bool) -> None:
+        """Tell the core whether a feeding side that does not block in ``acquire_slot``
+        (it polls with ``timeout=0``) is held up by a full buffer.
+
+        Used for deadlock detection and the ``feeder_wait`` statistic.
+        """
+        with self._mutex:
+            waiting = bool(waiting)
+            if waiting == (self._feeder_blocked_since >= 0):
+                return
+            if waiting:
+                self._feeder_blocked_since = monotonic()
+                self._feeder_waiting = True
+                self._notify_results()
+            else:
+                self._feeder_wait += monotonic() - self._feeder_blocked_since
+                self._feeder_blocked_since = -1.0
+                self._feeder_waiting = False
+
     def turn_left(self) -> int:
         """Tasklets the current task may still submit in this turn of the weave."""
         with self._mutex:
@@ -287,9 +356,8 @@ class Scheduler:
             self._submitted[task] = index + 1
             self._in_flight += 1
             self._task_in_flight[task] += 1
+            self._live[task] += 1
             self._pending[task].add(index)
-            if index not in self._skipped[task]:
-                self._live[task] += 1
             self._repeat += 1
             if self._repeat >= self._stride:
                 self._advance()
@@ -312,24 +380,26 @@ class Scheduler:
                     f"n must be <= turn_left() ({self._stride - self._repeat}), got {n}"
                 )
             first = self._submitted[task]
-            skipped = self._skipped[task]
-            pending = self._pending[task]
-            live = 0
-            for index in range(first, first + n):
-                pending.add(index)
-                if index not in skipped:
-                    live += 1
+            self._pending[task].update(range(first, first + n))
             self._held -= n
             self._submitted[task] = first + n
             self._in_flight += n
             self._task_in_flight[task] += n
-            self._live[task] += live
+            self._live[task] += n
             self._repeat += n
             if self._repeat >= self._stride:
                 self._advance()
             return first
 
     # -- delivering side ------------------------------------------------------
+    def _enqueue(self, task: int, chunk: _Chunk) -> None:
+        """Make ``chunk`` available to consumers (mutex held)."""
+        self._n_ready[task] += len(chunk.values)
+        if self._ordered:
+            self._ready[task][chunk.first] = chunk
+        else:
+            self._ready[task].append(chunk)
+
     def _store(self, task: int, index: int, ok: bool, value: Any) -> None:
         """Store one arrived result (mutex held)."""
         pending = self._pending[task]
@@ -339,16 +409,11 @@ class Scheduler:
         self._in_flight -= 1
         self._task_in_flight[task] -= 1
         skipped = self._skipped[task]
-        if index in skipped:
-            if not skipped.pop(index):
-                self._used -= 1
-                self._slot_freed.notify()
+        if index in skipped:  # its slot was freed when it was skipped
+            skipped.remove(index)
             return
         self._live[task] -= 1
-        if self._ordered:
-            self._results[task][index] = (ok, value)
-        else:
-            self._results[task].append((index, ok, value))
+        self._enqueue(task, _Chunk(index, [value], None if ok else {0: value}))
 
     def put_result(self, task: int, index: int, ok: bool, value: Any) -> None:
         """Deliver the result of tasklet ``index`` of ``task``.
@@ -361,7 +426,7 @@ class Scheduler:
             if self._closed:
                 return
             self._store(task, index, ok, value)
-            self._results_changed.notify_all()
+            self._notify_results()
 
     def put_many(self, results: list[tuple[int, int, bool, Any]]) -> None:
         """Deliver several ``(task, index, ok, value)`` results at once."""
@@ -370,9 +435,11 @@ class Scheduler:
         with self._mutex:
             if self._closed:
                 return
-            for task, index, ok, value in results:
-                self._store(task, index, ok, value)
-            self._results_changed.notify_all()
+            try:
+                for task, index, ok, value in results:
+                    self._store(task, index, ok, value)
+            finally:
+                self._notify_results()
 
     def put_range(
         self, task: int, first: int, values: list[Any], errors: dict[int, Any] | None = None
@@ -381,75 +448,192 @@ class Scheduler:
 
         ``values[k]`` is the result of tasklet ``first + k``, unless ``k`` is a
         key of ``errors``: then ``errors[k]`` is the exception for that position.
+        The core keeps ``values`` (a list) as it is: the caller must not reuse it.
         """
         self._check_task(task)
         _check_int("first", first, 0)
+        if type(values) is not list:
+            values = list(values)
         with self._mutex:
             if self._closed:
                 return
             try:
+                n = len(values)
+                span = range(first, first + n)
+                pending = self._pending[task]
+                if n and not self._skipped[task] and pending.issuperset(span):
+                    # the common case: one entry for the whole batch
+                    pending.difference_update(span)
+                    self._in_flight -= n
+                    self._task_in_flight[task] -= n
+                    self._live[task] -= n
+                    errors = {k: errors[k] for k in errors if 0 <= k < n} if errors else None
+                    self._enqueue(task, _Chunk(first, values, errors or None))
+                    return
                 for k, value in enumerate(values):
                     if errors and k in errors:
                         self._store(task, first + k, False, errors[k])
                     else:
                         self._store(task, first + k, True, value)
             finally:
-                self._results_changed.notify_all()
+                self._notify_results()
 
     # -- consumer side --------------------------------------------------------
+    def _head(self, task: int) -> _Chunk | None:
+        """The chunk holding ``task``'s next result to hand out, if it arrived (mutex held)."""
+        chunk = self._current[task]
+        if chunk is not None and chunk.pos < len(chunk.values):
+            return chunk
+        ready = self._ready[task]
+        if self._ordered:
+            chunk = ready.pop(self._next_out[task], None)
+        else:
+            chunk = ready.popleft() if ready else None
+        self._current[task] = chunk
+        return chunk
+
+    def _finished(self, task: int) -> bool:
+        """True when ``task`` has nothing left to hand out, ever (mutex held; nothing ready)."""
+        if not self._input_done[task]:
+            return False
+        if self._ordered:
+            return self._next_out[task] >= self._submitted[task]
+        return self._live[task] == 0
+
+    def _hand_out(self, task: int, n: int) -> None:
+        """Account for ``n`` results of ``task`` handed out (mutex held)."""
+        self._n_ready[task] -= n
+        self._returned[task] += n
+        if self._ordered:
+            self._next_out[task] += n
+        self._used -= n
+        self._notify_slot()
+
     def _take(self, task: int) -> tuple[int, int, Any] | None:
         """Hand out the next result of ``task`` if there is one (mutex held)."""
-        results = self._results[task]
-        if self._ordered:
-            index = self._next_out[task]
-            if index in results:
-                ok, value = results.pop(index)
-                self._next_out[task] = index + 1
-            elif self._input_done[task] and index >= self._submitted[task]:
-                return (FINISHED, -1, None)
+        chunk = self._head(task)
+        if chunk is None:
+            return _FINISHED_TUPLE if self._finished(task) else None
+        k = chunk.pos
+        chunk.pos = k + 1
+        value = chunk.values[k]
+        chunk.values[k] = None  # the consumer owns it now
+        self._hand_out(task, 1)
+        errors = chunk.errors
+        if errors is not None and k in errors:
+            self._failed[task] += 1
+            return (ERROR, chunk.first + k, errors[k])
+        return (RESULT, chunk.first + k, value)
+
+    def try_result(self, task: int) -> tuple[int, int, Any] | None:
+        """``(status, index, value)`` of ``task``'s next result if it is there, else None.
+
+        Never waits. ``FINISHED`` once the task has nothing left; raises
+        ``SchedulerClosed`` once stopped.
+        """
+        self._check_task(task)
+        with self._mutex:
+            if self._closed:
+                raise SchedulerClosed(_MSG_CLOSED)
+            return self._take(task)
+
+    def try_values(self, task: int, n: int) -> tuple[int, int, Any] | None:
+        """Up to ``n`` of ``task``'s next results at once, if they are there, else None.
+
+        Returns ``(RESULT, first index, [values...])`` (at least one value, all
+        successful, consecutive in hand-out order), ``(ERROR, index, exception)``
+        for a single failed position, or ``(FINISHED, -1, None)``. Never waits.
+        """
+        self._check_task(task)
+        _check_int("n", n, 1)
+        with self._mutex:
+            if self._closed:
+                raise SchedulerClosed(_MSG_CLOSED)
+            chunk = self._head(task)
+            if chunk is None:
+                return _FINISHED_TUPLE if self._finished(task) else None
+            k = chunk.pos
+            values = chunk.values
+            end = min(len(values), k + n)
+            errors = chunk.errors
+            if errors is not None:
+                if k in errors:
+                    return self._take(task)
+                for e in errors:
+                    if k < e < end:
+                        end = e
+            chunk.pos = end
+            if k == 0 and end == len(values):
+                out = values  # the whole chunk: no copy
+                chunk.values = []
+                chunk.pos = 0
             else:
-                return None
-        elif results:
-            index, ok, value = results.popleft()
-        elif self._input_done[task] and self._live[task] == 0:
-            return (FINISHED, -1, None)
-        else:
-            return None
-        self._used -= 1
-        self._slot_freed.notify()
-        self._returned[task] += 1
-        if ok:
-            return (RESULT, index, value)
-        self._failed[task] += 1
-        return (ERROR, index, value)
+                out = values[k:end]
+                values[k:end] = [None] * (end - k)
+            self._hand_out(task, end - k)
+            return (RESULT, chunk.first + k, out)
 
-    def _stuck(self) -> bool:
-        """True when nothing can arrive and the feeder cannot submit (mutex held)."""
-        return self._feeder_waiting and self._in_flight == 0 and self._used >= self._buffer
+    def _skip_one(self, task: int) -> int:
+        """Give up the position a timed-out consumer of ``task`` waited for (mutex held).
 
-    def _skip_one(self, task: int) -> None:
-        """Give up the position a timed-out consumer of ``task`` waited for (mutex held)."""
+        Only a position that exists (was submitted) is skipped; returns its
+        index, or -1 if there was none to skip.
+        """
         skipped = self._skipped[task]
         if self._ordered:
             index = self._next_out[task]
+            if index >= self._submitted[task]:
+                return -1
             self._next_out[task] = index + 1
         else:
             live = [i for i in self._pending[task] if i not in skipped]
-            if live:
-                index = min(live)
-            else:
-                index = self._submitted[task]
-                while index in skipped:
-                    index += 1
-        if index < self._submitted[task]:
-            skipped[index] = True  # its slot is freed now, its result dropped later
-            self._live[task] -= 1
-            self._used -= 1
-            self._slot_freed.notify()
-        else:
-            skipped[index] = False  # not submitted yet: its slot is freed on arrival
+            if not live:
+                return -1
+            index = min(live)
+        skipped.add(index)  # its slot is freed now, its result dropped on arrival
+        self._live[task] -= 1
         self._n_skipped[task] += 1
-        self._results_changed.notify_all()
+        self._used -= 1
+        self._notify_slot()
+        self._notify_results()
+        return index
+
+    def _timeout(self, task: int, timeout: float | None) -> BaseException:
+        """The ``TimeoutError`` of a wait for ``task`` that timed out, skipping its
+        position first if the map skips (mutex held). ``.index`` is the position
+        skipped for good, or None if no position was consumed."""
+        index = self._skip_one(task) if self._skip else -1
+        message = _MSG_TIMEOUT.format(task=task, timeout=timeout)
+        if index >= 0:
+            message += f" (position {index} skipped)"
+        err = timeout_error_class()(message)
+        err.index = index if index >= 0 else None  # type: ignore[attr-defined]
+        return err
+
+    def _stuck(self) -> bool:
+        """True when nothing can arrive and the feeding side cannot submit (mutex held)."""
+        return self._feeder_waiting and self._in_flight == 0 and self._used >= self._buffer
+
+    def stuck(self) -> bool:
+        """True when nothing can arrive and the feeding side waits for a slot: if the
+        result a consumer waits for is not there either, the map cannot progress."""
+        with self._mutex:
+            return self._stuck()
+
+    def deadlock_error(self, task: int) -> BaseException:
+        """The ``DeadlockError`` explaining why ``task``'s consumer can wait forever."""
+        return DeadlockError(
+            _MSG_DEADLOCK.format(task=task, buffer=self._buffer, need=self._n * self._stride)
+        )
+
+    def timed_out(self, task: int, timeout: float | None) -> BaseException:
+        """A wait for ``task`` timed out: skip its position if the map skips (and
+        the position exists); return the ``TimeoutError`` to raise."""
+        self._check_task(task)
+        with self._mutex:
+            if self._closed:
+                raise SchedulerClosed(_MSG_CLOSED)
+            return self._timeout(task, timeout)
 
     def get_result(self, task: int, timeout: float | None = None) -> tuple[int, int, Any]:
         """Return ``(status, index, value)`` for the next result of ``task``.
@@ -457,8 +641,9 @@ class Scheduler:
         ``status`` is ``RESULT``, ``ERROR`` (``value`` is the exception) or
         ``FINISHED`` (and stays so). Waits at most ``timeout`` seconds (None:
         no limit) and then raises papy's ``TimeoutError``, skipping the awaited
-        position for good if the scheduler skips. Raises ``DeadlockError`` if
-        the wait can never end and ``SchedulerClosed`` once stopped.
+        position for good if the scheduler skips and the position exists.
+        Raises ``DeadlockError`` if the wait can never end and
+        ``SchedulerClosed`` once stopped.
         """
         self._check_task(task)
         with self._mutex:
@@ -477,22 +662,14 @@ class Scheduler:
                         if stuck_since is None:
                             stuck_since = now
                         if now - stuck_since >= self._grace:
-                            raise DeadlockError(
-                                _MSG_DEADLOCK.format(
-                                    task=task, buffer=self._buffer, need=self._n * self._stride
-                                )
-                            )
+                            raise self.deadlock_error(task)
                     else:
                         stuck_since = None
                     wait = WAIT_SLICE
                     if deadline is not None:
                         remaining = deadline - now
                         if remaining <= 0:
-                            if self._skip:
-                                self._skip_one(task)
-                            raise timeout_error_class()(
-                                _MSG_TIMEOUT.format(task=task, timeout=timeout)
-                            )
+                            raise self._timeout(task, timeout)
                         wait = min(wait, remaining)
                     self._results_changed.wait(wait)
                     if self._closed:
@@ -523,6 +700,38 @@ class Scheduler:
                 out.append(got)
         return out
 
+    def wait_change(self, seen: int, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds until ``changes`` differs from ``seen``.
+
+        Returns True if it did. For a thread that drives the map: take
+        ``changes``, check everything, then wait here without missing what
+        happened in between. Never raises ``SchedulerClosed`` (close is a change).
+        """
+        with self._mutex:
+            if self._changes != seen or self._closed:
+                return True
+            if timeout <= 0:
+                return False
+            started = monotonic()
+            self._change_waiters += 1
+            try:
+                deadline = started + timeout
+                while self._changes == seen and not self._closed:
+                    remaining = deadline - monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._results_changed.wait(min(WAIT_SLICE, remaining))
+                return True
+            finally:
+                self._change_waiters -= 1
+                self._consumer_wait += monotonic() - started
+
+    def poke(self) -> None:
+        """Wake every waiter (they re-check their state): something outside the core changed."""
+        with self._mutex:
+            self._notify_results()
+            self._slot_freed.notify_all()
+
     def task_finished(self, task: int) -> bool:
         """True once ``task`` has handed out (or skipped) all of its results."""
         self._check_task(task)
@@ -531,14 +740,14 @@ class Scheduler:
                 return False
             if self._ordered:
                 return self._next_out[task] >= self._submitted[task]
-            return self._live[task] == 0 and not self._results[task]
+            return self._live[task] == 0 and not self._n_ready[task]
 
     # -- lifecycle and inspection --------------------------------------------
     def close(self) -> None:
         """Stop: wake every waiter; later waits raise ``SchedulerClosed``."""
         with self._mutex:
             self._closed = True
-            self._results_changed.notify_all()
+            self._notify_results()
             self._slot_freed.notify_all()
 
     def stats(self) -> dict[str, Any]:
@@ -551,17 +760,20 @@ class Scheduler:
                     "failed": self._failed[t],
                     "skipped": self._n_skipped[t],
                     "in_flight": self._task_in_flight[t],
-                    "ready": len(self._results[t]),
+                    "ready": self._n_ready[t],
                     "input_done": self._input_done[t],
                 }
                 for t in range(self._n)
             ]
+            feeder_wait = self._feeder_wait
+            if self._feeder_blocked_since >= 0:
+                feeder_wait += monotonic() - self._feeder_blocked_since
             return {
                 "tasks": tasks,
                 "buffer_used": self._used,
                 "buffer_size": self._buffer,
                 "in_flight": self._in_flight,
-                "feeder_wait": self._feeder_wait,
+                "feeder_wait": feeder_wait,
                 "consumer_wait": self._consumer_wait,
                 "round": self._round,
                 "closed": self._closed,
