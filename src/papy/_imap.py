@@ -1,22 +1,23 @@
 """IMap: a lazy, parallel, buffered, multi-task ``imap`` (the public API).
 
 One IMap owns one scheduling core (``papy._scheduler``), one worker pool and
-one *feeder* thread::
+one engine (``papy._engine``: feeding, driving, the helper thread)::
 
-    add_task(f, it) ─┐                 ┌──────────── Scheduler ─────────────┐
-    add_task(g, t0) ─┤  start() ──►  feeder: weave (stride) ─ buffer slot ─► pool.submit
-                     │                 │                                     │ workers
-    next(task=1) ◄───┴── get_result ◄── per-task result queues ◄── put_many ◄┘
+    add_task(f, it) ─┐                  ┌──────────── Scheduler ─────────────┐
+    add_task(g, t0) ─┤  start() ──►  top up: weave (stride) ─ buffer slot ─► pool.submit_range
+                     │                  │                                     │ workers
+    next(task=1) ◄───┴── try_result ◄── per-task result chunks ◄── put_range ◄┘
+                            │ not there: drive (top up, pump the pool's I/O) until it is
 
-* The feeder reads task inputs lazily, one tasklet at a time, in weave order:
-  ``stride`` tasklets of task 0, then of task 1, ... An input is read before a
-  buffer slot is taken, so a chained task pulls its upstream results (freeing
-  their slots) before it waits: chains need only ``buffer >= stride``.
-* A task whose input is another task of the same IMap is *chained*; the feeder
-  reads that input straight from the scheduler.
-* Threads and pools never hold a reference to the IMap, so an abandoned IMap is
-  garbage-collected and shuts its workers down; at interpreter exit every
-  running IMap is shut down.
+* Inputs are read lazily in weave order: ``stride`` tasklets of task 0, then
+  of task 1, ... An input is read before a buffer slot is taken, so a chained
+  task pulls its upstream results (freeing their slots) before it waits:
+  chains need only ``buffer >= stride``.
+* A task whose input is another task of the same IMap is *chained*; the
+  engine reads that input straight from the scheduler.
+* The engine, threads and pools never hold a reference to the IMap, so an
+  abandoned IMap is garbage-collected and shuts its workers down; at
+  interpreter exit every running IMap is shut down.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ from __future__ import annotations
 import atexit
 import numbers
 import os
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import islice
 from time import monotonic
 
 from . import _scheduler
-from ._errors import InputError, SchedulerClosed, timeout_error_class
+from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
+from ._errors import SchedulerClosed
 from ._log import logger
-from ._pools import NEEDS_PICKLE, PoolConfig, TaskDef, make_pool
+from ._pools import NEEDS_PICKLE, PoolConfig, Sink, TaskDef, make_pool
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -115,42 +115,12 @@ class _Task:
         self.upstream = upstream  # task id of this IMap feeding it, or -1
 
 
-class _Run:
-    """State of one started run, shared by the IMap, its feeder and shutdown.
-
-    Holds no reference to the IMap itself (see the module docstring).
-    """
-
-    def __init__(self, sched: Any, pool: Any) -> None:
-        self.sched = sched
-        self.pool = pool
-        self.stopping = False  # set by stop(ends=...): finish the round, then end inputs
-        self.stop_round = -1
-        self.feeder: threading.Thread | None = None
-        self.failure: BaseException | None = None  # why the feeder died, if it did
-        self.shut = False
-        self.lock = threading.Lock()
-        self.started = monotonic()
-
-    def shutdown(self, timeout: float = 1.0) -> None:
-        """Close the scheduler (waking every waiter) and stop the workers. Idempotent."""
-        with self.lock:
-            if self.shut:
-                return
-            self.shut = True
-        self.sched.close()
-        self.pool.shutdown(timeout)
-        feeder = self.feeder
-        if feeder is not None and feeder is not threading.current_thread():
-            feeder.join(timeout)
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_exit_hook_registered = False
 
 
-_live_runs: weakref.WeakSet[_Run] = weakref.WeakSet()
-
-
-@atexit.register
 def _shutdown_all() -> None:
-    """At interpreter exit, stop every map that is still running."""
+    """At interpreter exit, stop every map that is still running (quietly)."""
     for run in list(_live_runs):
         try:
             run.shutdown(0.2)
@@ -158,201 +128,14 @@ def _shutdown_all() -> None:
             pass
 
 
-def _read_input(
-    sched: Any, task: int, timeout: float | None, skip: bool, tracked: dict[int, Any] | None
-) -> Iterator[Any]:
-    """Yield the results of ``task`` of the same map, for a chained task.
-
-    An upstream error is yielded as a ``_Failed`` marker so that the downstream
-    task fails at the same position (see ``_feed``). Results of a tracked task
-    are recorded here, as ``next()`` does for results read by the user.
-    """
-    RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
-    Timeout = timeout_error_class()
-    get = sched.get_result
-    while True:
-        try:
-            status, index, value = get(task, timeout)
-        except Timeout as exc:
-            if skip:  # the position is gone for good: keep counts aligned
-                yield _Failed(exc)
-            continue  # not skipped: the same position comes later
-        if status == FINISHED:
-            return
-        if tracked is not None:
-            tracked[index] = value
-        yield value if status == RESULT else _Failed(value)
-
-
-class _Failed:
-    """Marks an input position whose upstream failed."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def _read_one(it: Iterator[Any], chained: bool) -> Any:
-    """Next input item; ``_END`` when exhausted; a ``_Failed`` marker when it raised."""
-    try:
-        return next(it)
-    except StopIteration:
-        return _END
-    except BaseException as exc:  # noqa: BLE001 - becomes that item's error
-        if isinstance(exc, SchedulerClosed) or chained:
-            return _Failed(exc)
-        err = InputError(f"the input iterable raised {exc!r}")
-        err.__cause__ = exc
-        return _Failed(err)
-
-
-_END = object()
-
-#: how long (seconds) the feeder waits for more free slots to fill a batch of
-#: ``chunksize`` tasklets before it sends the part it has slots for
-PACK_WAIT = 0.001
-
-
-def _feed(run: _Run, inputs: list[Iterator[Any]], chained: list[bool], chunksize: int) -> None:
-    """The feeder thread: read inputs in weave order and submit tasklets.
-
-    Per turn of the weave it reads up to ``min(chunksize, turn_left)`` items of
-    the task, *then* takes buffer slots (reading first lets a chained task free
-    the slots of the upstream results it reads), submits as many as it got
-    slots for in one message, and keeps the rest for the next pass. So the
-    input is read at most ``buffer + chunksize`` items ahead of the consumer.
-    """
-    if chunksize == 1:
-        return _feed_one_by_one(run, inputs, chained)
-    sched = run.sched
-    send = run.pool.submit
-    send_range = getattr(run.pool, "submit_range", None)
-    next_task, turn_left = sched.next_task, sched.turn_left
-    acquire, submit_many, put_result = sched.acquire_slots, sched.submit_many, sched.put_result
-    kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
-    single = len(inputs) == 1
-    try:
-        while True:
-            task = next_task()
-            if task < 0:
-                break
-            if run.stopping and sched.round > run.stop_round and not chained[task]:
-                kept[task] = []
-                sched.input_done(task)
-                continue
-            items = kept[task]
-            # One task: consecutive turns are its own, so a batch may span them.
-            want = chunksize if single else min(chunksize, turn_left())
-            it, is_chained = inputs[task], chained[task]
-            ended = False
-            blocked = bool(items) and type(items[-1]) is _Failed  # a failure ends a batch
-            if not blocked and not is_chained and len(items) < want:
-                # A source never yields failure markers: read in C, keep what
-                # was read before an exception, which then ends the batch.
-                need = want - len(items)
-                start = len(items)
-                try:
-                    items.extend(islice(it, need))
-                except BaseException as exc:  # noqa: BLE001 - becomes that item's error
-                    err = InputError(f"the input iterable raised {exc!r}")
-                    err.__cause__ = exc
-                    items.append(_Failed(err))
-                else:
-                    ended = len(items) - start < need
-            while is_chained and not blocked and not ended and len(items) < want:
-                item = _read_one(it, is_chained)
-                if item is _END:
-                    ended = True
-                    break
-                items.append(item)
-                if type(item) is _Failed:
-                    if isinstance(item.exc, SchedulerClosed):  # an upstream map was stopped
-                        if sched.closed:
-                            return
-                        ended = True
-                    break  # an error ends this batch, at its position
-            if not items:
-                sched.input_done(task)
-                continue
-            need = len(items)
-            got = acquire(need, 0) or acquire(need, None)
-            while got < need:  # wait briefly for the rest: whole batches, not slivers
-                more = acquire(need - got, PACK_WAIT)
-                if not more:
-                    break
-                got += more
-            if sched.closed:
-                return
-            k = min(got, turn_left())
-            first = submit_many(task, k)
-            left = got - k
-            while left:  # (one task only) the rest of the batch, turn by turn
-                k = min(left, turn_left())
-                submit_many(task, k)
-                left -= k
-            # Reading stops at a failed item, so only the last one can have failed.
-            last = items[got - 1]
-            n_ok = got - 1 if type(last) is _Failed else got
-            if n_ok:
-                if send_range is not None:
-                    send_range(task, first, items[:n_ok])
-                else:
-                    send([(task, first + k, items[k]) for k in range(n_ok)])
-            if n_ok < got:
-                put_result(task, first + n_ok, False, last.exc)
-            kept[task] = items[got:]
-            if ended and not kept[task]:
-                sched.input_done(task)
-    except SchedulerClosed:
-        return
-    except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
-        run.failure = exc
-        logger().error("the feeder failed: %r", exc)
-        sched.close()
-
-
-def _feed_one_by_one(run: _Run, inputs: list[Iterator[Any]], chained: list[bool]) -> None:
-    """``_feed`` for ``chunksize=1``: the same steps, one tasklet per message."""
-    sched = run.sched
-    send = run.pool.submit
-    send_range = getattr(run.pool, "submit_range", None)
-    next_task, acquire, submit = sched.next_task, sched.acquire_slot, sched.submit
-    put_result = sched.put_result
-    try:
-        while True:
-            task = next_task()
-            if task < 0:
-                break
-            if run.stopping and sched.round > run.stop_round and not chained[task]:
-                sched.input_done(task)
-                continue
-            item = _read_one(inputs[task], chained[task])
-            if item is _END:
-                sched.input_done(task)
-                continue
-            upstream_closed = type(item) is _Failed and isinstance(item.exc, SchedulerClosed)
-            if upstream_closed and sched.closed:
-                return
-            if not acquire(0):
-                acquire(None)
-            if sched.closed:
-                return
-            index = submit(task)
-            if type(item) is _Failed:
-                put_result(task, index, False, item.exc)
-                if upstream_closed:  # an upstream map was stopped: one error, then the end
-                    sched.input_done(task)
-            elif send_range is not None:
-                send_range(task, index, [item])
-            else:
-                send([(task, index, item)])
-    except SchedulerClosed:
-        return
-    except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly
-        run.failure = exc
-        logger().error("the feeder failed: %r", exc)
-        sched.close()
+def _register_exit_hook() -> None:
+    """Register ``_shutdown_all`` once, after the pools imported multiprocessing:
+    exit hooks run last-in first-out, so papy stops its workers before
+    multiprocessing's own hook would terminate them under a running map."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        atexit.register(_shutdown_all)
 
 
 class TaskIterator:
@@ -483,7 +266,7 @@ class IMap:
         self.deadlock_grace = deadlock_grace
         self._tasks: list[_Task] = []
         self._payloads: dict[int, bytes] = {}
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._pool_options: Any = {"executor": executor, "remote_ssl": remote_ssl}
         self.tracked: dict[int, dict[int, Any]] = {}
         if func is not None:
@@ -592,7 +375,7 @@ class IMap:
 
     # -- running --------------------------------------------------------------
     def start(self) -> None:
-        """Start the workers and the feeder. Calling it again does nothing."""
+        """Start the workers and feed the first batches. Calling it again does nothing."""
         if self._run is not None:
             return
         if not self._tasks:
@@ -612,45 +395,48 @@ class IMap:
                 self._pool_options,
             )
         )
-        run = _Run(sched, pool)
+        from ._pools._io import Waker
+
+        waker = Waker()
         defs = {
             i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
             for i, t in enumerate(self._tasks)
         }
-        if type(pool).__name__ == "ProcessPool":  # takes whole ranges of results
-            pool.start(defs, sched.put_many, self.name, deliver_range=sched.put_range)
-        else:
-            pool.start(defs, sched.put_many, self.name)
-        inputs: list[Iterator[Any]] = []
-        chained: list[bool] = []
-        for t in self._tasks:
+        chunk = self._chunk_for(buffer)
+        # Workers first: a process is best forked before this map starts threads.
+        pool.start(defs, Sink(sched, waker), waker, self.name)
+        _register_exit_hook()
+        inputs: list[Any] = []
+        shared: dict[int, Any] = {}  # tasks given the same iterator share its items, in weave order
+        for i, t in enumerate(self._tasks):
             if t.upstream >= 0:
                 timeout = t.iterable.timeout  # type: ignore[attr-defined]
                 tracked = self.tracked.get(t.upstream)
-                inputs.append(_read_input(sched, t.upstream, timeout, self.skip, tracked))
-                chained.append(True)
-            else:
-                inputs.append(iter(t.iterable))
-                chained.append(False)
-        feeder = threading.Thread(
-            target=_feed,
-            args=(run, inputs, chained, self._chunk_for(buffer)),
-            name=f"{self.name}-feeder",
-            daemon=True,
-        )
-        run.feeder = feeder
+                inputs.append(ChainedInput(sched, t.upstream, timeout, tracked))
+                continue
+            it = iter(t.iterable)
+            inp = shared.get(id(it))
+            if inp is None:
+                if reads_inline(it):
+                    inp = SourceInput(it)
+                else:
+                    inp = ThreadedInput(it, chunk, waker.wake, f"{self.name}-input-{i}")
+                shared[id(it)] = inp
+            inputs.append(inp)
+        run = Run(sched, pool, waker, inputs, chunk, self.deadlock_grace, self.name)
         self._run = run
         _live_runs.add(run)
         self._finalizer = weakref.finalize(self, run.shutdown, 0.2)
-        feeder.start()
+        run.start()
         logger().debug(
-            "%s started: %d tasks, %s workers=%d, stride=%d, buffer=%d, core=%s",
+            "%s started: %d tasks, %s workers=%d, stride=%d, buffer=%d, chunk=%d, core=%s",
             self.name,
             n,
             self.worker_type,
             self.worker_num,
             self.stride,
             buffer,
+            chunk,
             _scheduler.IMPLEMENTATION,
         )
 
@@ -668,6 +454,16 @@ class IMap:
         ``timeout`` (seconds) bounds the wait and raises papy's ``TimeoutError``;
         ``block=False`` means no wait at all.
         """
+        status, _index, value = self._outcome(timeout, task, block)
+        if status == _scheduler.RESULT:
+            return value
+        if status == _scheduler.FINISHED:
+            raise StopIteration
+        raise value
+
+    def _outcome(self, timeout: float | None, task: int, block: bool) -> tuple[int, int, Any]:
+        """``(status, index, value)`` of the next result of ``task`` (see ``next``):
+        an item's error is returned, not raised; anything raised is not an item's."""
         run = self._run
         if run is None:
             raise RuntimeError("the IMap is not started; call start() first")
@@ -678,21 +474,21 @@ class IMap:
         elif timeout is not None and (type(timeout) is not float or timeout < 0):
             timeout = _check_timeout("timeout", timeout)
         try:
-            status, index, value = run.sched.get_result(task, timeout)
+            got = run.sched.try_result(task)
+            if got is None:
+                got = run.wait_for(task, 0, timeout)
+            elif run.sched.buffer_used <= run.refill_level:
+                run.refill()
         except SchedulerClosed:
             if run.failure is not None:
-                raise RuntimeError(f"the IMap's feeder failed: {run.failure!r}") from run.failure
+                raise RuntimeError(f"the IMap's helper failed: {run.failure!r}") from run.failure
             raise
         except KeyboardInterrupt:
             run.shutdown(0.2)
             raise
-        if status == _scheduler.FINISHED:
-            raise StopIteration
         if self.tracked and task in self.tracked:
-            self.tracked[task][index] = value
-        if status == _scheduler.RESULT:
-            return value
-        raise value
+            self.tracked[task][got[1]] = got[2]
+        return got  # type: ignore[no-any-return]
 
     def __iter__(self) -> TaskIterator:
         if not self._tasks:
@@ -720,7 +516,7 @@ class IMap:
                 ends = [self._check_task(t) for t in ends]
                 self._drain(run, ends)
         finally:
-            run.shutdown(1.0 if ends else 0.2)
+            run.shutdown(0.2)
             self._finalizer.detach()
             _live_runs.discard(run)
             self._run = None
@@ -728,15 +524,16 @@ class IMap:
             self._payloads = {}
             self.tracked = {}
 
-    def _drain(self, run: _Run, ends: list[int]) -> None:
-        run.stop_round = run.sched.round
+    def _drain(self, run: Run, ends: list[int]) -> None:
+        """Read no more input; let what was read go through every task; discard
+        (or track) the results of ``ends``."""
         run.stopping = True
         open_ends = list(ends)
         while open_ends:
             for task in list(open_ends):
                 for _ in range(self.stride):
                     try:
-                        status, index, value = run.sched.get_result(task, None)
+                        status, index, value = run.wait_for(task, 0, None)
                     except (SchedulerClosed, RuntimeError):  # stopped, or a deadlock
                         return
                     if status == _scheduler.FINISHED:
@@ -762,6 +559,7 @@ class IMap:
         snap = dict(run.sched.stats())
         for task in snap["tasks"]:
             task["completed"] = task["submitted"] - task["in_flight"]
+        snap["consumer_wait"] = run.consumer_wait
         snap["elapsed"] = monotonic() - run.started
         snap["workers"] = self.worker_num + sum(n for _, _, n in self._remote)
         return snap
@@ -817,36 +615,41 @@ def imap(
 
 
 def _generate(m: IMap, results: TaskIterator, chunk: int, bar: Any) -> Iterator[Any]:
-    """The generator behind ``imap``: stops the map however it ends."""
+    """The generator behind ``imap``: hands out results a batch at a time, and stops
+    the map however it ends."""
     RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
+    run = m._run
+    assert run is not None
+    sched, timeout = run.sched, results.timeout
+    take, wait_for = sched.try_values, run.wait_for
     try:
-        if chunk == 1:
-            while True:
-                try:
-                    value = next(results)
-                except StopIteration:
-                    return
-                if bar is not None:
-                    bar.update(1)
-                yield value
-        run = m._run
-        assert run is not None
-        timeout = results.timeout
         while True:
             try:
-                got = run.sched.get_many(0, chunk, timeout)
+                got = take(0, chunk)
+                if got is None:
+                    got = wait_for(0, chunk, timeout)
+                elif sched.buffer_used <= run.refill_level:
+                    run.refill()
             except KeyboardInterrupt:
                 run.shutdown(0.2)
                 raise
-            if bar is not None and got[0][0] != FINISHED:
-                bar.update(len(got))
-            for status, _index, value in got:
-                if status == RESULT:
-                    yield value
-                elif status == FINISHED:
-                    return
-                else:
-                    raise value
+            except SchedulerClosed:
+                if run.failure is not None:
+                    raise RuntimeError(
+                        f"the IMap's helper failed: {run.failure!r}"
+                    ) from run.failure
+                raise
+            status, _index, value = got
+            if status == RESULT:
+                if bar is not None:
+                    bar.update(len(value))
+                yield from value
+            elif status == FINISHED:
+                return
+            else:
+                if bar is not None:
+                    bar.update(1)
+                raise value
     finally:
         if bar is not None:
             bar.close()

@@ -1,13 +1,19 @@
 """Worker pools: where tasklets are evaluated.
 
-Every pool has the same small interface, used by IMap's feeder thread:
+Every pool has the same small interface, used by the thread that drives the
+map (a consumer waiting for a result, or the map's helper thread):
 
-* ``start(tasks, deliver, name)``: ``tasks`` maps a task id to a
+* ``start(tasks, sink, waker, name)``: ``tasks`` maps a task id to a
   :class:`TaskDef` (the function, its constant arguments and, for pools that
-  pickle, ``payload``: all three pickled once by IMap.add_task); ``deliver`` is
-  called from the pool's own threads with a list of ``(task, index, ok, value)``;
-* ``submit(batch)``: a list of ``(task, index, item)`` to evaluate, in order;
-* ``shutdown()``: stop the workers promptly, never blocking for long.
+  pickle, ``payload``: all three pickled once by IMap.add_task); results go to
+  ``sink`` (:class:`Sink`: the scheduler, plus a wake-up of the driving thread
+  for results delivered by the pool's own threads);
+* ``submit_range(task, first, items)``: evaluate tasklets ``first``,
+  ``first + 1``, ... of ``task``; never blocks (work waits in the pool);
+* ``pump(timeout)``: (driving thread only) move work and results, and wait at
+  most ``timeout`` seconds for something to happen; ``waker.wake()`` from any
+  thread ends the wait early;
+* ``shutdown(timeout)``: stop the workers promptly, never blocking for long.
 
 A pool never holds a reference to its IMap, so an IMap that nobody uses any
 more can be garbage-collected and shut down.
@@ -26,7 +32,36 @@ if TYPE_CHECKING:
 else:
     Deliver = None  # only used in annotations
 
-__all__ = ["Deliver", "TaskDef", "TaskDefs", "PoolConfig", "make_pool", "NEEDS_PICKLE"]
+__all__ = ["Deliver", "Sink", "TaskDef", "TaskDefs", "PoolConfig", "make_pool", "NEEDS_PICKLE"]
+
+
+class Sink:
+    """Where a pool delivers results: the scheduler, and the driving thread's waker.
+
+    ``put_many``/``put_range`` are for a pool's own threads: they store the
+    results and wake the driving thread. A pool that delivers from inside
+    ``pump`` (in the driving thread) uses ``sched`` directly.
+    """
+
+    __slots__ = ("sched", "waker")
+
+    def __init__(self, sched: Any, waker: Any) -> None:
+        self.sched = sched
+        self.waker = waker
+
+    def put_many(self, results: list[tuple[int, int, bool, Any]]) -> None:
+        try:
+            self.sched.put_many(results)
+        finally:
+            self.waker.wake()
+
+    def put_range(
+        self, task: int, first: int, values: list[Any], errors: dict[int, Any] | None = None
+    ) -> None:
+        try:
+            self.sched.put_range(task, first, values, errors)
+        finally:
+            self.waker.wake()
 
 
 class TaskDef(namedtuple("TaskDef", "func args kwargs payload")):

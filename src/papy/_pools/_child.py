@@ -1,23 +1,35 @@
 """The loop run inside each worker process (kept small: spawned children import it).
 
-Messages are pickled tuples sent with ``send_bytes``:
+It serves local process workers (two pipes) and papy's remote server (one
+socket, after the RPyC handshake) alike. Messages are frames (``_io``) holding
+one pickle each:
 
-* parent -> child: ``(TASKS, {task: pickled (func, args, kwargs)})`` once per
-  task and worker; ``(RUN, [(task, first, items), ...])`` per batch (each a
-  range of consecutive tasklets of one task); ``(EXIT,)``.
-* child -> parent: ``(None, message)`` if a batch could not be unpickled;
-  else ``(failures, payload)`` per batch, ``payload`` being the pickled list
-  of ``(task, first, values, errors)`` per range (``errors``: None or
-  ``{offset: (exception, traceback text)}``), ready for the scheduler's
-  ``put_range``. It is pickled apart so that a result that cannot be
-  unpickled fails its batch (the parent knows which tasklets it held)
-  instead of the whole reply.
+* parent -> worker: ``(TASKS, {task: pickled (func, args, kwargs)})`` once per
+  task and worker; ``(RUN, seq, [(task, first, items), ...])`` per batch, each
+  entry a range of consecutive tasklets of one task; ``(SPLIT, seq, k)``;
+  ``(EXIT,)``.
+* worker -> parent, in the order of the requests: one reply per *range* of
+  a RUN, sent as soon as that range is evaluated (so a worker that dies loses
+  only the range it was evaluating; the ranges after it never started):
+  ``(OK, task, first, values, errors)`` with ``errors`` None or
+  ``{offset: (exception, traceback text)}`` - one pickle per range;
+  ``(BROKEN, message)`` (once, for the whole RUN) when it could not be
+  unpickled here; ``(SPLIT, task, first, [pickled value or None, ...], errors)``
+  answers ``(SPLIT, seq, k)``: range ``k`` of batch ``seq`` again, each value
+  pickled apart, for a parent that could not unpickle the range as a whole
+  (then only the culprit fails); ``(GONE, message)`` if it is no longer kept.
+
+A function that raises ``StopIteration`` fails at its item (as PEP 479 makes
+generators do), every other item of the batch is evaluated. A process forked
+by the function never runs this loop: it exits where the loop would go on.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
+from collections import deque
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -26,19 +38,58 @@ if TYPE_CHECKING:
 TASKS = 0
 RUN = 1
 EXIT = 2
+SPLIT = 3
+
+OK = 0
+BROKEN = 1
+GONE = 2
+# SPLIT (3) is also the kind of the reply to a SPLIT request
 
 _PROTOCOL = 5
+#: replies kept for a SPLIT request: at most this many, of at most _KEEP_BYTES in all
+_KEEP = 8
+_KEEP_BYTES = 16 * 1024 * 1024
+
+_STOP_ITERATION = (
+    "{where}: the function raised StopIteration, which would end the caller's loop "
+    "early; it is reported as an error at this item instead (PEP 479)"
+)
+
+
+def _safe_str(obj: Any) -> str:
+    """``str(obj)``, or a placeholder if its ``__str__`` fails."""
+    try:
+        return str(obj)
+    except BaseException:  # noqa: BLE001 - user code
+        try:
+            return f"<{type(obj).__qualname__} object: str() failed>"
+        except BaseException:  # noqa: BLE001
+            return "<unprintable object>"
 
 
 def _broken_task(exc: BaseException) -> Any:
+    message = _safe_str(exc)
+
     def fail(item: Any, *args: Any, **kwargs: Any) -> Any:
         from .._errors import SerializationError
 
         raise SerializationError(
-            f"the task's function could not be unpickled in the worker: {exc!r}"
+            f"the task's function could not be unpickled in the worker: {message}"
         )
 
     return fail
+
+
+def _failure(exc: BaseException, where: str) -> tuple[BaseException, str]:
+    from .._serialize import portable_exception
+
+    return portable_exception(exc, where)
+
+
+def _stop_iteration_error(task: int, index: int) -> tuple[BaseException, str]:
+    where = f"item {index} of task {task}"
+    err = RuntimeError(_STOP_ITERATION.format(where=where))
+    return err, f"RuntimeError: {err}\n"
 
 
 def _evaluate_range(
@@ -48,11 +99,17 @@ def _evaluate_range(
     items: list[Any],
     task: int,
     first: int,
+    failure: Any = None,
 ) -> tuple[list[Any], dict[int, Any] | None]:
     """Evaluate one range; return its values and ``{offset: (exception, traceback)}``.
 
+    ``failure(exc, where)`` turns an exception into that pair (default: ready
+    to cross a process boundary).
+
     ``map`` runs the loop in C; after a failure it resumes with the next item,
-    so no item is evaluated twice.
+    so no item is evaluated twice. ``map`` takes a ``StopIteration`` raised by
+    the function for its own end: a range that ends early is noticed, and the
+    item that stopped it fails.
     """
     call = func
     if args or kwargs:
@@ -60,37 +117,230 @@ def _evaluate_range(
         def call(x: Any) -> Any:
             return func(x, *args, **kwargs)
 
+    if failure is None:
+        failure = _failure
     values: list[Any] = []
     errors: dict[int, Any] | None = None
     it = iter(items)
+    n = len(items)
     while True:
         try:
             values.extend(map(call, it))
-            return values, errors
         except BaseException as exc:  # noqa: BLE001 - reported at the item's position
-            from .._serialize import portable_exception
-
+            _exit_if_forked(exc)
             k = len(values)
             if errors is None:
                 errors = {}
-            errors[k] = portable_exception(exc, f"item {first + k} of task {task}")
+            errors[k] = failure(exc, f"item {first + k} of task {task}")
             values.append(None)
+            continue
+        _exit_if_forked(None)
+        if len(values) >= n:
+            return values, errors
+        k = len(values)  # the function raised StopIteration at item k
+        if errors is None:
+            errors = {}
+        errors[k] = _stop_iteration_error(task, first + k)
+        values.append(None)
 
 
-def _evaluate(tasks: dict[int, Any], ranges: list[tuple[int, int, list[Any]]]) -> tuple[int, bytes]:
-    """Evaluate a batch of ranges; return (number of failures, pickled results)."""
-    results = []
-    failures = 0
-    for task, first, items in ranges:
-        func, args, kwargs = tasks[task]
-        values, errors = _evaluate_range(func, args, kwargs, items, task, first)
-        if errors:
-            failures += len(errors)
-        results.append((task, first, values, errors))
+#: this worker's pid: a process forked by the task's function has another one
+_WORKER_PID = -1
+
+
+def _exit_if_forked(exc: BaseException | None) -> None:
+    """In a process forked by user code, leave: only the worker runs this loop."""
+    if os.getpid() == _WORKER_PID or _WORKER_PID < 0:
+        return
+    code = 0
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    elif exc is not None:
+        code = 1
+    os._exit(code)
+
+
+def _dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, _PROTOCOL)
+
+
+def _unpicklable(task: int, index: int, exc: BaseException) -> tuple[BaseException, str]:
+    from .._errors import SerializationError
+
+    err = SerializationError(
+        f"the result of item {index} of task {task} could not be pickled: "
+        f"{type(exc).__name__}: {_safe_str(exc)}"
+    )
+    return err, f"SerializationError: {_safe_str(err)}\n"
+
+
+def _make_safe(task: int, first: int, values: list[Any], errors: Any) -> dict[int, Any] | None:
+    """Replace, in place, each result or error of a range that cannot be pickled by a
+    SerializationError at its position (a ``__reduce__`` may even raise SystemExit)."""
+    errors = dict(errors or {})
+    for k, value in enumerate(values):
+        try:
+            _dumps(errors[k] if k in errors else value)
+        except BaseException as exc:  # noqa: BLE001 - user code
+            _exit_if_forked(exc)
+            errors[k] = _unpicklable(task, first + k, exc)
+            values[k] = None
+            try:  # the error itself may not travel (an exception whose str fails)
+                _dumps(errors[k])
+            except BaseException:  # noqa: BLE001
+                errors[k] = _unpicklable(task, first + k, RuntimeError("unprintable"))
+    return errors or None
+
+
+def _reply(task: int, first: int, values: list[Any], errors: Any) -> bytes:
+    """One pickle for the whole range (the fast path), made safe if it fails."""
     try:
-        return failures, pickle.dumps(results, _PROTOCOL)
-    except Exception:
-        return _dumps_one_by_one(results)
+        return _dumps((OK, task, first, values, errors))
+    except BaseException as exc:  # noqa: BLE001 - user code inside a result
+        _exit_if_forked(exc)
+    errors = _make_safe(task, first, values, errors)
+    return _dumps((OK, task, first, values, errors))
+
+
+def _split(task: int, first: int, values: list[Any], errors: Any) -> bytes:
+    """The results of a range with every value pickled apart."""
+    blobs: list[bytes | None] = []
+    for k, value in enumerate(values):
+        if errors and k in errors:
+            blobs.append(None)
+            continue
+        try:
+            blobs.append(_dumps(value))
+        except BaseException:  # noqa: BLE001 - it was pickled once; be safe anyway
+            blobs.append(None)
+    return _dumps((SPLIT, task, first, blobs, errors))
+
+
+class _Endpoint:
+    """Blocking frame I/O for the worker: two pipe fds, or one socket."""
+
+    def __init__(self, rfd: int = -1, wfd: int = -1, sock: Any = None) -> None:
+        self.rfd, self.wfd, self.sock = rfd, wfd, sock
+
+    def recv(self) -> bytearray:
+        if self.sock is None:
+            from ._io import read_frame
+
+            return read_frame(self.rfd)
+        from ._io import HEADER
+
+        header = self._recv_exact(HEADER.size)
+        (size,) = HEADER.unpack(header)
+        return self._recv_exact(size)
+
+    def _recv_exact(self, size: int) -> bytearray:
+        buf = bytearray(size)
+        view = memoryview(buf)
+        pos = 0
+        while pos < size:
+            n = self.sock.recv_into(view[pos:])
+            if not n:
+                raise EOFError
+            pos += n
+        return buf
+
+    def send(self, data: bytes) -> None:
+        if self.sock is None:
+            from ._io import write_frame
+
+            write_frame(self.wfd, data)
+            return
+        from ._io import HEADER
+
+        self.sock.sendall(HEADER.pack(len(data)))
+        self.sock.sendall(data)
+
+
+def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
+    """Answer requests from ``endpoint`` until EXIT or until the other side goes away."""
+    global _WORKER_PID
+    _WORKER_PID = os.getpid()
+    tasks = {} if tasks is None else tasks
+    # the last ranges answered, for a SPLIT request: ((seq, k), (task, first, values, errors), size)
+    kept: deque[tuple[tuple[int, int], tuple[Any, ...], int]] = deque()
+    kept_bytes = 0
+    recv, send, loads = endpoint.recv, endpoint.send, pickle.loads
+    while True:
+        try:
+            data = recv()
+        except (EOFError, OSError):
+            return
+        try:
+            message = loads(data)
+        except BaseException as exc:  # noqa: BLE001 - an item that cannot be unpickled here
+            _exit_if_forked(exc)
+            message = (
+                BROKEN,
+                f"the batch could not be unpickled in the worker: {_safe_str(exc)}",
+            )
+        del data
+        kind = message[0]
+        try:
+            if kind == RUN:
+                seq, ranges = message[1], message[2]
+                del message
+                for k, (task, first, items) in enumerate(ranges):
+                    func, args, kwargs = tasks[task]
+                    values, errors = _evaluate_range(func, args, kwargs, items, task, first)
+                    reply = _reply(task, first, values, errors)
+                    send(reply)
+                    size = len(reply)
+                    del reply, items
+                    if size <= _KEEP_BYTES // 2:
+                        kept.append(((seq, k), (task, first, values, errors), size))
+                        kept_bytes += size
+                        while len(kept) > _KEEP or kept_bytes > _KEEP_BYTES:
+                            kept_bytes -= kept.popleft()[2]
+                    del values, errors
+                del ranges
+            elif kind == SPLIT:
+                key = (message[1], message[2])
+                found = next((r for s, r, _ in kept if s == key), None)
+                if found is None:
+                    send(_dumps((GONE, "no longer holds the results")))
+                else:
+                    send(_split(*found))
+            elif kind == BROKEN:
+                send(_dumps(message))
+            elif kind == TASKS:
+                for task, blob in message[1].items():
+                    try:
+                        tasks[task] = loads(blob)
+                    except BaseException as exc:  # noqa: BLE001
+                        _exit_if_forked(exc)
+                        tasks[task] = (_broken_task(exc), (), {})
+            else:
+                return
+        except (OSError, ValueError):  # the parent went away
+            return
+
+
+def main(requests: Any, replies: Any, lifeline: Any = None, death_signal: int = -1) -> None:
+    """Entry point of a local worker process.
+
+    ``requests``/``replies`` are the worker's ends of its two pipes
+    (``multiprocessing.connection.Connection``); ``lifeline`` is the read end
+    of a pipe that only the parent holds open for writing: when it reads EOF
+    the parent is gone, and the worker exits even if it is busy in a function.
+    ``death_signal`` >= 0 asks Linux to kill the worker when its parent dies
+    (> 0: the parent's pid, to check that it has not died already).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from ._lifeline import set_death_signal, watch_parent
+
+    if death_signal >= 0:
+        set_death_signal(death_signal)
+    watch_parent(lifeline.fileno() if lifeline is not None else -1)
+    # papy stops its workers itself: a task's function may start processes of its own
+    import multiprocessing
+
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
+    serve(_Endpoint(requests.fileno(), replies.fileno()))
 
 
 def _evaluate_tasklets(
@@ -101,94 +351,13 @@ def _evaluate_tasklets(
     Returns (number of failures, pickled list of ``(task, index, ok, value)``,
     ``value`` being ``(exception, traceback text)`` for a failure).
     """
-    results = []
-    failures = 0
+    out = []
     for task, index, item in batch:
         func, args, kwargs = tasks[task]
         values, errors = _evaluate_range(func, args, kwargs, [item], task, index)
-        if errors:
-            failures += 1
-            results.append((task, index, False, errors[0]))
-        else:
-            results.append((task, index, True, values[0]))
-    try:
-        return failures, pickle.dumps(results, _PROTOCOL)
-    except Exception:
-        from .._errors import SerializationError
-        from .._serialize import portable_exception
-
-        safe = []
-        for result in results:
-            try:
-                pickle.dumps(result, _PROTOCOL)
-                safe.append(result)
-            except Exception as exc:
-                task, index = result[0], result[1]
-                err = SerializationError(
-                    f"the result of item {index} of task {task} could not be pickled: {exc!r}"
-                )
-                safe.append(
-                    (task, index, False, portable_exception(err, f"item {index} of task {task}"))
-                )
-        return sum(1 for r in safe if not r[2]), pickle.dumps(safe, _PROTOCOL)
-
-
-def _dumps_one_by_one(results: list[Any]) -> tuple[int, bytes]:
-    """Replace each result that cannot be pickled by a SerializationError."""
-    from .._errors import SerializationError
-    from .._serialize import portable_exception
-
-    safe = []
-    failures = 0
-    for task, first, values, errors in results:
-        errors = dict(errors or {})
-        for k, value in enumerate(values):
-            try:
-                pickle.dumps(errors[k] if k in errors else value, _PROTOCOL)
-            except Exception as exc:
-                err = SerializationError(
-                    f"the result of item {first + k} of task {task} could not be pickled: {exc!r}"
-                )
-                errors[k] = portable_exception(err, f"item {first + k} of task {task}")
-                values[k] = None
-        failures += len(errors)
-        safe.append((task, first, values, errors or None))
-    return failures, pickle.dumps(safe, _PROTOCOL)
-
-
-def main(conn: Any) -> None:
-    """Evaluate batches from ``conn`` until EXIT or until the parent goes away."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    tasks: dict[int, Any] = {}
-    recv = conn.recv_bytes
-    send = conn.send_bytes
-    loads = pickle.loads
-    dumps = pickle.dumps
-    while True:
         try:
-            data = recv()
-        except (EOFError, OSError):
-            return
-        try:
-            message = loads(data)
-        except Exception as exc:  # an item that cannot be unpickled here
-            try:
-                send(dumps((None, f"the batch could not be unpickled in the worker: {exc!r}")))
-            except (OSError, ValueError):
-                return
-            continue
-        kind = message[0]
-        if kind == RUN:
-            failures, payload = _evaluate(tasks, message[1])
-            try:
-                send(dumps((failures, payload), _PROTOCOL))
-            except (OSError, ValueError):
-                return
-        elif kind == TASKS:
-            for task, blob in message[1].items():
-                try:
-                    tasks[task] = loads(blob)
-                except BaseException as exc:  # noqa: BLE001
-                    tasks[task] = (_broken_task(exc), (), {})
-        else:
-            return
+            _dumps(errors[0] if errors else values[0])
+        except BaseException:  # noqa: BLE001 - user code inside a result
+            errors = _make_safe(task, index, values, errors)
+        out.append((task, index, False, errors[0]) if errors else (task, index, True, values[0]))
+    return sum(1 for r in out if not r[2]), _dumps(out)

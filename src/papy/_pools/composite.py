@@ -2,19 +2,20 @@
 
 ``IMap(worker_num=2, worker_remote=[("host", 4)])`` evaluates on 2 local workers
 and 4 remote slots. Each batch goes to the side with the lower share of
-unanswered items per worker (ties go to the local side), so a fast side takes
-more of the work. Batches that the remote side can no longer run (every remote
-slot lost) are handed to the local workers instead of failing.
+unanswered tasklets per worker (ties go to the local side), so a fast side
+takes more of the work. Batches that the remote side can no longer run (every
+remote slot lost) are handed to the local workers instead of failing.
 """
 
 from __future__ import annotations
 
-import threading
+from collections import deque
 from typing import Any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import Deliver, TaskDefs
+    from . import Sink, TaskDefs
+    from ._io import Waker
 
 
 __all__ = ["CompositePool"]
@@ -29,50 +30,49 @@ class CompositePool:
         self.local = local
         self.remote = remote
         self.size = local.size + remote.size
-        self._lock = threading.Lock()
-        self._pending = {"local": 0, "remote": 0}  # items submitted, not delivered
+        self._sched: Any = None
+        self._waker: Waker | None = None
+        self._fallback: deque[list[tuple[int, int, Any]]] = deque()  # from remote threads
 
-    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
+    def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         """Connect the remote slots first (the likelier to fail), then start local workers."""
-
-        def counted(side: str) -> Deliver:
-            pending = self._pending
-            lock = self._lock
-
-            def deliver_side(results: list[tuple[int, int, bool, Any]]) -> None:
-                with lock:
-                    pending[side] -= len(results)
-                deliver(results)
-
-            return deliver_side
-
+        self._sched = sink.sched
+        self._waker = waker
         self.remote.fallback = self._to_local
-        self.remote.start(tasks, counted("remote"), name)
+        self.remote.start(tasks, sink, waker, name)
         try:
-            self.local.start(tasks, counted("local"), name)
+            self.local.start(tasks, sink, waker, name)
         except BaseException:
             self.remote.shutdown(0.2)
             raise
 
     def _to_local(self, batch: list[tuple[int, int, Any]]) -> None:
-        """The remote side gives up ``batch`` (no slot left): the local workers run it."""
-        with self._lock:
-            self._pending["remote"] -= len(batch)
-            self._pending["local"] += len(batch)
-        self.local.submit(batch)
+        """(a remote slot's thread) The remote side gives up ``batch``: the local
+        workers run it, handed over by the driving thread's next ``pump``."""
+        self._fallback.append(batch)
+        if self._waker is not None:
+            self._waker.wake()
 
-    def submit(self, batch: list[tuple[int, int, Any]]) -> None:
-        n = len(batch)
+    def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        n = len(items)
         remote_slots = self.remote.alive()
-        with self._lock:
-            side = "local"
-            if remote_slots:
-                local_share = (self._pending["local"] + n) / self.local.size
-                remote_share = (self._pending["remote"] + n) / remote_slots
-                if remote_share < local_share:
-                    side = "remote"
-            self._pending[side] += n
-        (self.remote if side == "remote" else self.local).submit(batch)
+        # what is in flight on the remote side is what the scheduler holds minus ours
+        in_flight = self._sched.in_flight
+        remote_items = self.remote.load()
+        local_items = max(0, in_flight - remote_items - n)
+        side = "local"
+        if remote_slots:
+            local_share = (local_items + n) / self.local.size
+            remote_share = (remote_items + n) / remote_slots
+            if remote_share < local_share:
+                side = "remote"
+        (self.remote if side == "remote" else self.local).submit_range(task, first, items)
+
+    def pump(self, timeout: float) -> None:
+        while self._fallback:
+            for task, index, item in self._fallback.popleft():
+                self.local.submit_range(task, index, [item])
+        self.local.pump(timeout)
 
     def shutdown(self, timeout: float = 1.0) -> None:
         try:

@@ -37,7 +37,8 @@ from .._serialize import PROTOCOL, dumps, dumps_function, format_tb, revive, wra
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import Deliver, TaskDefs
+    from . import Deliver, Sink, TaskDefs
+    from ._io import Waker
 
 
 __all__ = ["ExecutorPool", "run_batch"]
@@ -140,15 +141,17 @@ class ExecutorPool:
         self._tasks: TaskDefs = {}
         self._payloads: dict[int, bytes] = {}
         self._deliver: Deliver | None = None
+        self._waker: Any = None
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._futures: set[Any] = set()
         self._lock = threading.Lock()
         self._closing = False
         self._thread: threading.Thread | None = None
 
-    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
+    def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         self._tasks = dict(tasks)
-        self._deliver = deliver
+        self._deliver = sink.put_many
+        self._waker = waker
         if not self._direct:
             self._payloads = {
                 task: d.payload
@@ -158,6 +161,14 @@ class ExecutorPool:
             }
         self._thread = threading.Thread(target=self._collect, name=f"{name}-executor", daemon=True)
         self._thread.start()
+
+    def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        """Evaluate tasklets ``first``, ``first + 1``, ... of ``task`` (one batch)."""
+        self.submit([(task, first + k, item) for k, item in enumerate(items)])
+
+    def pump(self, timeout: float) -> None:
+        """Results arrive from the pool's own threads, which wake the driving thread."""
+        self._waker.wait(timeout)
 
     def submit(self, batch: list[tuple[int, int, Any]]) -> None:
         data = payloads = None
@@ -198,7 +209,7 @@ class ExecutorPool:
                 err = SerializationError(
                     f"item {index} of task {task} could not be pickled for the executor: {exc!r}"
                 )
-                err.__cause__ = exc
+                err.__cause__ = exc.with_traceback(None)  # our frames hold the pool
                 failed.append((task, index, False, err))
         if failed and self._deliver is not None:
             self._deliver(failed)

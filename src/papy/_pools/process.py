@@ -1,25 +1,41 @@
-"""Process workers: one duplex pipe and one reader thread per worker.
+"""Process workers: two pipes per worker, driven by the thread that drives the map.
 
-Data flow::
+Data flow (everything in the parent happens in :meth:`ProcessPool.pump`, called
+by the map's driving thread - a consumer waiting for a result, or the map's
+helper thread when no consumer is waiting)::
 
-    feeder ── submit_range(task, first, items) ──► an idle worker's pipe ──► child: _child.main
-      │ (all busy: a pending queue, sent packed by the first                  │ evaluates
-      │  reader thread whose worker answers)                                   │ in order
-    reader thread per worker ◄── recv_bytes (GIL released) ◄──────────────────┘ one reply
-        │ unpickles, calls deliver_range() (the scheduler's put_range)
-        └ a dead worker (EOF on its pipe): its oldest unanswered batch fails with
-          WorkerLostError (or is re-run, up to ``retries`` times), the rest of its
-          queue is re-sent to a fresh worker that replaces it.
+    submit_range(task, first, items) ─► pending ranges ─► dispatch: the least loaded
+        worker with room gets a batch (several ranges packed into one message)
+                                           │ queued on its channel, written as the
+                                           ▼ pipe takes it (never blocking)
+    worker: _child.serve ── evaluates in order ── one reply per batch (one pickle)
+                                           │
+    pump ◄── poll(replies, process sentinels, waker) ◄─┘  reads what has arrived,
+        └─► scheduler.put_range (a whole batch at once)    delivers, dispatches more
 
-The function of each task is pickled once and sent once to every worker
-(again to a replacement), never with each item.
+* A worker holds at most ``PREFETCH`` batches, and a second one only while the
+  first is quick (measured) and the bytes in flight stay under
+  ``MAX_BYTES_IN_FLIGHT``: a quick item never waits behind a slow one, and a
+  worker's pipes never fill with work another worker could do.
+* Reading and writing are non-blocking and done by one thread, so a full pipe
+  in one direction can never stop the other: no deadlock with large items.
+* A dead worker (EOF on its pipe, or its process sentinel): the batch it was
+  evaluating fails with ``WorkerLostError`` (or runs again, up to ``retries``
+  times), its other batches go back to the front of the queue, and a fresh
+  worker takes its place.
+
+The function of each task is pickled once (by IMap) and sent once to every
+worker (again to a replacement), never with each item.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import select
 import signal
+import sys
 import threading
 from collections import deque
 from time import monotonic
@@ -27,73 +43,83 @@ from time import monotonic
 from .._errors import SerializationError, WorkerLostError
 from .._log import logger
 from .._serialize import PROTOCOL, dumps, revive
-from . import Deliver, TaskDefs
-from ._child import EXIT, RUN, TASKS, main
+from ._child import BROKEN, EXIT, GONE, OK, RUN, SPLIT, TASKS, main
+from ._io import PipeChannel, raise_pipe_size
+from ._lifeline import register_parent_fd, unregister_parent_fd
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
 
+    from . import Sink, TaskDefs
+    from ._io import Waker
+
 __all__ = ["ProcessPool"]
+
+#: most batches one worker holds (being evaluated or waiting in its pipe)
+PREFETCH = 2
+#: a worker gets a second batch only while the work it holds is estimated below this (s)
+PREFETCH_HORIZON = 0.01
+#: ... and an unmeasured worker only while its current batch is younger than this (s)
+PATIENCE = 0.002
+#: a worker gets a second batch only while the requests it holds are below this (bytes)
+MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024
+#: most tasklets packed into one message
+MAX_PACK = 4096
+
+_POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_POLLOUT = select.POLLOUT
 
 
 class _Batch:
-    """A message in flight to one worker: its ranges, its bytes, when it was sent, retries."""
+    """A message in flight to a worker: RUN (ranges to evaluate, each answered on its
+    own, in order) or SPLIT (one range again, value by value)."""
 
-    __slots__ = ("ranges", "data", "sent_at", "tries", "size")
+    __slots__ = ("kind", "seq", "ranges", "answered", "nbytes", "sent_at", "tries")
 
-    def __init__(self, ranges: list[tuple[int, int, int]], data: bytes, tries: int = 0) -> None:
-        self.ranges = ranges  # (task, first index, count)
-        self.data = data
-        self.sent_at = 0.0
-        self.tries = tries
-        self.size = sum(r[2] for r in ranges)
-
-    @property
-    def ids(self) -> list[tuple[int, int]]:
-        return [(t, i) for t, first, n in self.ranges for i in range(first, first + n)]
-
-
-def _ranges(batch: list[tuple[int, int, Any]]) -> list[tuple[int, int, list[Any]]]:
-    """Group ``(task, index, item)`` tasklets into runs of consecutive indices."""
-    out: list[tuple[int, int, list[Any]]] = []
-    for task, index, item in batch:
-        if out and out[-1][0] == task and out[-1][1] + len(out[-1][2]) == index:
-            out[-1][2].append(item)
-        else:
-            out.append((task, index, [item]))
-    return out
+    def __init__(
+        self, kind: int, seq: int, ranges: list[Any], nbytes: int, tries: list[int]
+    ) -> None:
+        self.kind = kind
+        self.seq = seq
+        self.ranges = ranges  # [(task, first, items)], kept to re-run or fail them
+        self.answered = 0  # ranges answered so far
+        self.nbytes = nbytes
+        self.sent_at = monotonic()
+        self.tries = tries  # per range: how often it already ran on a worker that died
 
 
-#: a busy worker gets a second batch only if its current one is younger than
-#: this (seconds): quick items keep the pipe full, slow ones do not hold others up
-PATIENCE = 0.002
+class _Worker:
+    """One worker process: its channel and the batches it holds, oldest first."""
 
-#: most tasklets packed into one message by ``_refill``
-MAX_PACK = 256
-
-
-class _Slot:
-    """One worker process and what it has been sent but not answered."""
-
-    __slots__ = ("index", "proc", "conn", "lock", "queue", "sent", "done", "reader", "item_time")
+    __slots__ = (
+        "index",
+        "proc",
+        "channel",
+        "sentinel",
+        "outstanding",
+        "items",
+        "nbytes",
+        "item_time",
+        "free_since",
+        "seq",
+        "polling_out",
+        "dead",
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.proc: Any = None
-        self.conn: Any = None
-        # Guards proc/conn/queue between the feeder (send) and the reader (replace).
-        self.lock = threading.Lock()
-        self.queue: deque[_Batch] = deque()
-        self.sent = 0  # items sent, written by the feeder thread only
-        self.done = 0  # items answered or failed, written by its reader thread only
-        self.reader: threading.Thread | None = None
+        self.channel: PipeChannel | None = None
+        self.sentinel = -1
+        self.outstanding: deque[_Batch] = deque()
+        self.items = 0  # tasklets held
+        self.nbytes = 0  # request bytes held
         self.item_time = -1.0  # seconds per tasklet, a moving average (-1: not measured)
-
-
-def _revive(value: tuple[BaseException, str]) -> BaseException:
-    exc, tb = value
-    return revive(exc, tb) if tb else exc
+        self.free_since = 0.0  # when its last reply arrived (its next batch starts then)
+        self.seq = 0
+        self.polling_out = False
+        self.dead = False
 
 
 def _describe_exit(code: int | None) -> str:
@@ -107,313 +133,530 @@ def _describe_exit(code: int | None) -> str:
     return f"it exited with code {code}"
 
 
+def _errors_of(errors: dict[int, Any] | None) -> dict[int, BaseException] | None:
+    if not errors:
+        return None
+    return {k: revive(exc, tb) if tb else exc for k, (exc, tb) in errors.items()}
+
+
 class ProcessPool:
     """``size`` worker processes started with ``start_method``."""
 
     kind = "process"
 
-    def __init__(
-        self, size: int, start_method: str | None = None, retries: int = 0, prefetch: int = 2
-    ) -> None:
+    def __init__(self, size: int, start_method: str | None = None, retries: int = 0) -> None:
         self.size = size
         self.retries = retries
-        self._ctx: Any = multiprocessing.get_context(start_method)
-        self._slots = [_Slot(i) for i in range(size)]
-        # A worker gets a batch while it has fewer than `prefetch` unanswered ones
-        # and its current one is younger than PATIENCE; the others wait here, in
-        # order, for the first free worker (a quick item never queues behind a
-        # slow one in a busy worker's pipe).
-        self.prefetch = prefetch
-        self._pending: deque[tuple[int, int, list[Any]]] = deque()  # ranges waiting for a worker
+        self.start_method = start_method
+        self._workers = [_Worker(i) for i in range(size)]
+        self._pending: deque[list[Any]] = deque()  # [task, first, items, tries], in order
         self._n_pending = 0  # tasklets in _pending
-        self._dispatch_lock = threading.Lock()  # guards _pending and the choice of worker
-        self._closing = False
+        self._poll = select.poll()
+        self._fds: dict[int, tuple[_Worker, int]] = {}  # fd -> (worker, role)
         self._defs_msg = b""
-        self._deliver: Deliver | None = None
-        self._deliver_range: Any = None
+        self._sched: Any = None
+        self._waker: Waker | None = None
         self._name = "papy"
+        self._closing = False
+        self._lifeline_r = self._lifeline_w = -1
         self.lost = 0  # workers lost so far
 
     # -- lifecycle ------------------------------------------------------------
-    def start(
-        self, tasks: TaskDefs, deliver: Deliver, name: str = "papy", deliver_range: Any = None
-    ) -> None:
-        """Start the workers and send each the pickled task definitions.
-
-        ``deliver_range(task, first, values, errors)`` (the scheduler's
-        ``put_range``), when given, takes whole batches of results.
-        """
-        self._deliver_range = deliver_range
+    def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
+        """Start the workers; each gets the pickled task definitions first."""
         payloads = {task: d.payload for task, d in tasks.items()}
         self._defs_msg = pickle.dumps((TASKS, payloads), PROTOCOL)
-        self._deliver = deliver
+        self._sched = sink.sched
+        self._waker = waker
         self._name = name
-        for slot in self._slots:
-            self._spawn(slot)
-
-    def _spawn(self, slot: _Slot) -> None:
-        """Start a fresh worker in ``slot`` and send it the task definitions."""
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=main, args=(child,), name=f"{self._name}-worker-{slot.index}", daemon=True
-        )
-        proc.start()
-        child.close()
-        slot.proc, slot.conn = proc, parent
+        self._lifeline_r, self._lifeline_w = os.pipe()
+        register_parent_fd(self._lifeline_w)
+        self._poll.register(waker.fileno(), _POLLIN)
         try:
-            parent.send_bytes(self._defs_msg)
-        except OSError:
-            pass  # it died at once; its reader sees EOF
-        slot.reader = threading.Thread(
-            target=self._read,
-            args=(slot, proc, parent),
-            name=f"{self._name}-reader-{slot.index}",
+            for w in self._workers:
+                self._spawn(w)
+        except BaseException:
+            self.shutdown(0.2)
+            raise
+
+    def _context(self) -> Any:
+        """The start method of a new worker.
+
+        Forking a process that runs other threads can deadlock the child (and
+        warns from Python 3.12): when nobody chose a method and the platform
+        default is ``fork``, workers are started by a forkserver instead then.
+        """
+        method = self.start_method
+        if method is None and multiprocessing.get_start_method() == "fork":
+            if sys.version_info >= (3, 12) and threading.active_count() > 1:
+                method = "forkserver"
+        return multiprocessing.get_context(method)
+
+    def _spawn(self, w: _Worker) -> None:
+        """Start a fresh worker in ``w``'s place and queue the task definitions for it."""
+        from multiprocessing.connection import Connection
+
+        ctx = self._context()
+        method = ctx.get_start_method()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        register_parent_fd(req_w, rep_r)
+        raise_pipe_size(req_w)
+        raise_pipe_size(rep_w)
+        lifeline = os.dup(self._lifeline_r)
+        child_ends = (Connection(req_r, writable=False), Connection(rep_w, readable=False))
+        life = Connection(lifeline, writable=False)
+        # the kernel's parent-death signal binds to the creating thread: use it only
+        # when that thread lives as long as the process (or a forkserver creates)
+        if method == "forkserver":
+            death_signal = 0
+        elif threading.current_thread() is threading.main_thread():
+            death_signal = os.getpid()
+        else:
+            death_signal = -1
+        proc = ctx.Process(
+            target=main,
+            args=(*child_ends, life, death_signal),
+            name=f"{self._name}-worker-{w.index}",
             daemon=True,
         )
-        slot.reader.start()
+        try:
+            proc.start()
+        except BaseException:
+            unregister_parent_fd(req_w, rep_r)
+            for fd in (req_w, rep_r):
+                os.close(fd)
+            raise
+        finally:
+            for conn in (*child_ends, life):
+                conn.close()
+        w.proc = proc
+        w.channel = PipeChannel(rep_r, req_w)
+        w.sentinel = proc.sentinel
+        w.outstanding = deque()
+        w.items = w.nbytes = 0
+        w.seq = 0
+        w.dead = False
+        w.polling_out = False
+        w.free_since = monotonic()
+        w.channel.send(self._defs_msg)
+        for fd, role in ((rep_r, 0), (w.sentinel, 2)):
+            self._fds[fd] = (w, role)
+            self._poll.register(fd, _POLLIN)
+        self._fds[req_w] = (w, 1)
+        self._flush(w)
 
     def shutdown(self, timeout: float = 1.0) -> None:
-        """Stop every worker: ask politely, then terminate, then kill."""
+        """Stop every worker: idle ones are asked to exit, busy ones are terminated
+        (their results would be discarded); any left after ``timeout`` are killed."""
         self._closing = True
         exit_msg = pickle.dumps((EXIT,), PROTOCOL)
-        for slot in self._slots:
-            with slot.lock:
-                try:
-                    slot.conn.send_bytes(exit_msg)
-                except (OSError, ValueError, AttributeError):
-                    pass
-        for slot in self._slots:
-            proc = slot.proc
-            if proc is None:
+        procs = []
+        for w in self._workers:
+            if w.proc is None:
                 continue
-            proc.join(timeout)
+            procs.append(w.proc)
+            if w.dead:
+                continue
+            if w.outstanding or (w.channel is not None and w.channel.unsent):
+                _terminate(w.proc)
+            elif w.channel is not None:
+                w.channel.send(exit_msg)
+                try:
+                    w.channel.flush()
+                except EOFError:
+                    pass
+        _wait_for_exit(procs, timeout)
+        for proc in procs:
             if proc.exitcode is None:
-                proc.terminate()
-                proc.join(0.5)
+                _terminate(proc)
+        _wait_for_exit(procs, 0.5)
+        for proc in procs:
             if proc.exitcode is None:
                 proc.kill()
-                proc.join(0.5)
-        current = threading.current_thread()
-        for slot in self._slots:
-            if slot.reader is not None and slot.reader is not current:
-                slot.reader.join(1.0)
-        for slot in self._slots:
-            with slot.lock:
-                if slot.conn is not None:
-                    slot.conn.close()
-                if slot.proc is not None:
-                    try:
-                        slot.proc.close()
-                    except ValueError:
-                        pass
-                slot.queue.clear()
+        _wait_for_exit(procs, 0.5)
+        for w in self._workers:
+            self._release(w)
+        self._pending.clear()
+        self._n_pending = 0
+        if self._lifeline_w >= 0:
+            unregister_parent_fd(self._lifeline_w)
+            for fd in (self._lifeline_r, self._lifeline_w):
+                os.close(fd)
+            self._lifeline_r = self._lifeline_w = -1
+
+    def _release(self, w: _Worker) -> None:
+        """Forget ``w``'s process and close the parent's ends of its pipes."""
+        channel = w.channel
+        if channel is not None:
+            unregister_parent_fd(channel.rfd, channel.wfd)
+            for fd in (channel.rfd, w.sentinel):
+                self._fds.pop(fd, None)
+                try:
+                    self._poll.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+            self._fds.pop(channel.wfd, None)
+            for fd in (channel.rfd, channel.wfd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            w.channel = None
+        proc = w.proc
+        if proc is not None and proc.exitcode is not None:
+            try:
+                proc.close()
+            except ValueError:
+                pass
 
     def alive(self) -> int:
-        return sum(1 for s in self._slots if s.proc is not None and s.proc.is_alive())
+        return sum(1 for w in self._workers if w.proc is not None and w.proc.is_alive())
 
     def pids(self) -> list[int]:
-        return [s.proc.pid for s in self._slots if s.proc is not None]
+        return [w.proc.pid for w in self._workers if w.proc is not None]
 
-    # -- feeder side ----------------------------------------------------------
-    def submit(self, batch: list[tuple[int, int, Any]]) -> None:
-        """Evaluate ``(task, index, item)`` tasklets (see ``submit_range``)."""
-        for task, first, items in _ranges(batch):
-            self.submit_range(task, first, items)
-
+    # -- submitting -------------------------------------------------------------
     def submit_range(self, task: int, first: int, items: list[Any]) -> None:
-        """Evaluate ``items``, tasklets ``first``, ``first + 1``, ... of ``task``:
-        now, on an idle worker, or later, when the first worker is free."""
-        with self._dispatch_lock:
-            best = self._slots[0]
-            load = len(best.queue)
-            if self.size > 1:
-                for slot in self._slots:
-                    if len(slot.queue) < load:
-                        best, load = slot, len(slot.queue)
-            if self._pending or (
-                load and (load >= self.prefetch or self._head_age(best) > PATIENCE)
-            ):
-                self._pending.append((task, first, items))  # a reader thread sends it
-                self._n_pending += len(items)
-                return
-        self._send_ranges(best, [(task, first, items)])  # outside the lock: it may block
+        """Evaluate ``items``, tasklets ``first``, ``first + 1``, ... of ``task``.
 
-    def _refill(self, slot: _Slot) -> None:
-        """(reader thread) Send waiting tasklets to ``slot``'s worker, which just answered.
-
-        Quick tasklets that pile up are packed into one message: up to a fair
-        share of what waits, and no more than the worker gets through in about
-        PATIENCE seconds (from the measured time per tasklet); a batch of
-        ``chunksize`` tasklets is never split.
+        Queued here; sent by the next ``pump`` (in the same thread).
         """
-        with self._dispatch_lock:
-            pending = self._pending
-            if not pending or len(slot.queue) >= self.prefetch:
-                return
-            share = -(-self._n_pending // self.size)
-            cap = int(PATIENCE / slot.item_time) if slot.item_time > 0 else MAX_PACK
-            want = max(1, min(share, cap, MAX_PACK))
+        self._pending.append([task, first, items, 0])
+        self._n_pending += len(items)
+
+    def _capacity(self, w: _Worker, now: float) -> bool:
+        """Whether ``w`` may get another batch now."""
+        if w.dead or w.channel is None:
+            return False
+        held = len(w.outstanding)
+        if held == 0:
+            return True
+        if held >= PREFETCH or w.nbytes >= MAX_BYTES_IN_FLIGHT:
+            return False
+        if w.item_time >= 0:
+            return w.item_time * w.items < PREFETCH_HORIZON
+        return now - w.outstanding[0].sent_at < PATIENCE
+
+    def _dispatch(self) -> None:
+        """Give waiting ranges to workers with room: a fair share each, packed."""
+        pending = self._pending
+        if not pending:
+            return
+        now = monotonic()
+        ready = [w for w in self._workers if self._capacity(w, now)]
+        while pending and ready:
+            ready.sort(key=lambda w: w.items)
+            w = ready.pop(0)
+            share = -(-self._n_pending // (len(ready) + 1))
+            want = max(1, min(share, MAX_PACK))
             ranges = []
-            while pending and want > 0:  # whole ranges: a batch is never split
-                task, first, items = pending.popleft()
+            tries = []
+            while pending and want > 0:  # whole ranges: a chunk is never split
+                task, first, items, t = pending.popleft()
                 ranges.append((task, first, items))
+                tries.append(t)
                 want -= len(items)
                 self._n_pending -= len(items)
-        self._send_ranges(slot, ranges)
+            self._send(w, ranges, tries)
+            if self._capacity(w, now):
+                ready.append(w)
 
-    def _send_ranges(self, slot: _Slot, ranges: list[tuple[int, int, list[Any]]]) -> None:
+    def _send(self, w: _Worker, ranges: list[tuple[int, int, list[Any]]], tries: list[int]) -> None:
+        seq = w.seq
+        w.seq += 1
         try:
-            data = pickle.dumps((RUN, ranges), PROTOCOL)
+            data = pickle.dumps((RUN, seq, ranges), PROTOCOL)
         except Exception:
             ranges = self._drop_unpicklable(ranges)
             if not ranges:
                 return
-            data = dumps((RUN, ranges))
-        self._send(slot, _Batch([(t, first, len(items)) for t, first, items in ranges], data))
-
-    @staticmethod
-    def _head_age(slot: _Slot) -> float:
-        """Seconds since ``slot``'s oldest unanswered batch was sent (0 if none)."""
-        try:
-            return monotonic() - slot.queue[0].sent_at
-        except IndexError:  # answered meanwhile, by its reader thread
-            return 0.0
-
-    def _send(self, slot: _Slot, job: _Batch) -> None:
-        with slot.lock:
-            job.sent_at = monotonic()
-            slot.queue.append(job)
-            slot.sent += job.size
-            try:
-                slot.conn.send_bytes(job.data)
-            except (OSError, ValueError):
-                pass  # the worker died; its reader fails or re-sends the batch
+            tries = [max(tries)] * len(ranges)
+            data = dumps((RUN, seq, ranges))
+        batch = _Batch(RUN, seq, ranges, len(data), tries)
+        w.outstanding.append(batch)
+        w.items += sum(len(r[2]) for r in ranges)
+        w.nbytes += batch.nbytes
+        assert w.channel is not None
+        w.channel.send(data)
 
     def _drop_unpicklable(
         self, ranges: list[tuple[int, int, list[Any]]]
     ) -> list[tuple[int, int, list[Any]]]:
         """Fail the items that cannot be pickled; return the others, as ranges."""
-        keep: list[tuple[int, int, Any]] = []
-        failed = []
+        keep: list[tuple[int, int, list[Any]]] = []
         for task, first, items in ranges:
             for index, item in enumerate(items, first):
                 try:
                     dumps(item)
-                    keep.append((task, index, item))
                 except Exception as exc:
                     err = SerializationError(
                         f"item {index} of task {task} could not be pickled for a worker process: "
                         f"{exc!r}"
                     )
-                    err.__cause__ = exc
-                    failed.append((task, index, False, err))
-        if failed and self._deliver is not None:
-            self._deliver(failed)
-        return _ranges(keep)
+                    err.__cause__ = exc.with_traceback(None)  # our frames hold the pool
+                    self._sched.put_result(task, index, False, err)
+                    continue
+                if keep and keep[-1][0] == task and keep[-1][1] + len(keep[-1][2]) == index:
+                    keep[-1][2].append(item)
+                else:
+                    keep.append((task, index, [item]))
+        return keep
 
-    # -- reader side ----------------------------------------------------------
-    def _read(self, slot: _Slot, proc: Any, conn: Any) -> None:
-        """Reader thread of one worker: deliver its replies until its pipe closes.
-
-        The parent holds no copy of the child's end of the pipe, so the pipe
-        reads EOF as soon as the worker dies, however it died.
-        """
-        recv = conn.recv_bytes
-        while True:
-            try:
-                data = recv()
-            except (EOFError, OSError):
-                break
-            self._reply(slot, data)
-        if not self._closing and slot.proc is proc:
-            self._lost(slot)
-
-    def _reply(self, slot: _Slot, data: bytes) -> None:
-        """Deliver one reply of ``slot``'s worker (in its reader thread)."""
-        failures, payload = pickle.loads(data)
-        with slot.lock:
-            batch = slot.queue.popleft() if slot.queue else None
-        if batch is None:
+    def _flush(self, w: _Worker) -> None:
+        """Write what ``w``'s pipe takes now; watch for room if something is left."""
+        channel = w.channel
+        if channel is None or w.dead:
             return
-        per_item = (monotonic() - batch.sent_at) / batch.size
-        slot.item_time = per_item if slot.item_time < 0 else 0.8 * slot.item_time + 0.2 * per_item
-        results = None
-        why = ""
-        if failures is None:  # the worker could not unpickle the batch
-            why = payload
-        else:
-            try:
-                results = pickle.loads(payload)
-            except Exception as exc:
-                why = (
-                    "its result (or that of another item of its batch) could not be "
-                    f"unpickled: {exc!r}"
-                )
-        slot.done += batch.size
-        if self._pending:
-            self._refill(slot)
-        if results is None:
-            self._fail(batch, lambda t, i: SerializationError(f"item {i} of task {t}: {why}"))
+        try:
+            done = channel.flush()
+        except EOFError:
+            done = True  # the worker is gone: its EOF or sentinel says so next
+        if done != (not w.polling_out):
+            w.polling_out = not done
+            if w.polling_out:
+                self._poll.register(channel.wfd, _POLLOUT)
+            else:
+                self._poll.unregister(channel.wfd)
+
+    # -- the driving thread's work ----------------------------------------------
+    def pump(self, timeout: float) -> None:
+        """Send what waits, wait at most ``timeout`` seconds for something to happen
+        (a reply, a death, room in a pipe, a wake-up), and handle it."""
+        self._dispatch()
+        for w in self._workers:
+            if w.channel is not None and w.channel.unsent and not w.dead:
+                self._flush(w)
+        try:
+            events = self._poll.poll(max(0, int(timeout * 1000 + 0.999)))
+        except InterruptedError:
             return
-        deliver, deliver_range = self._deliver, self._deliver_range
-        for task, first, values, errors in results:
-            if errors:
-                errors = {k: _revive(v) for k, v in errors.items()}
-            if deliver_range is not None:
-                deliver_range(task, first, values, errors)
-            elif deliver is not None:
-                deliver(
-                    [
-                        (task, first + k, False, errors[k])
-                        if errors and k in errors
-                        else (task, first + k, True, v)
-                        for k, v in enumerate(values)
-                    ]
-                )
+        if not events:
+            return
+        lost: list[_Worker] = []  # handled after the loop: a replacement may reuse fd numbers
+        for fd, _event in events:
+            entry = self._fds.get(fd)
+            if entry is None:
+                continue  # the waker (the caller disarms it)
+            w, role = entry
+            if w.dead or w.channel is None or w in lost:
+                continue
+            if role == 0:
+                if not self._receive(w):
+                    lost.append(w)
+            elif role == 1:
+                self._flush(w)
+            else:
+                lost.append(w)
+        for w in lost:
+            self._lost(w)
+        self._dispatch()
+        for w in self._workers:
+            if w.channel is not None and w.channel.unsent and not w.dead:
+                self._flush(w)
 
-    def _fail(self, batch: _Batch, error: Any) -> None:
-        """Deliver ``error(task, index)`` for every tasklet of ``batch``."""
-        if self._deliver is not None:
-            self._deliver([(t, i, False, error(t, i)) for t, i in batch.ids])
+    def _receive(self, w: _Worker) -> bool:
+        """Deliver what ``w`` has sent; False once its pipe is closed."""
+        channel = w.channel
+        assert channel is not None
+        try:
+            channel.receive(lambda frame: self._reply(w, frame))
+        except EOFError:
+            return False
+        return True
 
-    def _lost(self, slot: _Slot) -> None:
-        """``slot``'s worker died: fail (or retry) its current batch, replace it."""
-        proc, conn = slot.proc, slot.conn
+    def _reply(self, w: _Worker, frame: memoryview) -> None:
+        """Deliver one reply of ``w``: the answer to the next unanswered range of its
+        oldest outstanding message."""
+        batch = w.outstanding[0]
+        k = batch.answered
+        task, first, items = batch.ranges[k]
+        n = len(items)
+        try:
+            message = pickle.loads(frame)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - user code inside a result
+            if batch.kind == RUN:
+                self._ask_split(w, batch, k)
+            else:
+                self._fail_range(task, first, n, SerializationError, f"unreadable: {exc!r}")
+            message = None
+        kind = message[0] if message is not None else -1
+        if kind == OK:
+            _, task, first, values, errors = message
+            self._sched.put_range(task, first, values, _errors_of(errors))
+        elif kind == SPLIT:
+            self._deliver_split(*message[1:])
+        elif kind == BROKEN:  # the whole message: every range it holds
+            for task, first, items in batch.ranges[k:]:
+                self._fail_range(task, first, len(items), SerializationError, message[1])
+                w.items -= len(items)
+            self._done(w, batch)
+            return
+        elif kind == GONE:
+            self._fail_range(
+                task,
+                first,
+                n,
+                SerializationError,
+                f"its results could not be unpickled, and the worker {message[1]}",
+            )
+        w.items -= n
+        batch.answered = k + 1
+        if batch.kind == RUN:
+            now = monotonic()
+            per_item = (now - max(batch.sent_at, w.free_since)) / max(1, n)
+            w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
+            w.free_since = now
+        if batch.answered == len(batch.ranges):
+            self._done(w, batch)
+
+    @staticmethod
+    def _done(w: _Worker, batch: _Batch) -> None:
+        w.outstanding.popleft()
+        w.nbytes -= batch.nbytes
+
+    def _ask_split(self, w: _Worker, batch: _Batch, k: int) -> None:
+        """A range's reply could not be unpickled: ask for its results one by one."""
+        data = pickle.dumps((SPLIT, batch.seq, k), PROTOCOL)
+        split = _Batch(SPLIT, batch.seq, [batch.ranges[k]], len(data), [0])
+        w.outstanding.append(split)
+        w.items += len(batch.ranges[k][2])
+        w.nbytes += split.nbytes
+        assert w.channel is not None
+        w.channel.send(data)
+
+    def _deliver_split(self, task: int, first: int, blobs: list[bytes | None], errors: Any) -> None:
+        errors = _errors_of(errors) or {}
+        values: list[Any] = []
+        for k, blob in enumerate(blobs):
+            value = None
+            if k not in errors:
+                try:
+                    value = pickle.loads(blob)  # type: ignore[arg-type]
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - the culprit
+                    err = SerializationError(
+                        f"the result of item {first + k} of task {task} could not be "
+                        f"unpickled: {_describe(exc)}"
+                    )
+                    err.__cause__ = exc if isinstance(exc, Exception) else None
+                    errors[k] = err
+            values.append(value)
+        self._sched.put_range(task, first, values, errors or None)
+
+    def _fail_range(
+        self, task: int, first: int, n: int, cls: type[BaseException], why: str
+    ) -> None:
+        self._sched.put_range(
+            task,
+            first,
+            [None] * n,
+            {k: cls(f"item {first + k} of task {task}: {why}") for k in range(n)},
+        )
+
+    def _lost(self, w: _Worker) -> None:
+        """``w``'s worker died: fail (or re-run) its current batch, re-queue the rest,
+        start a fresh worker in its place."""
+        if w.dead:
+            return
+        channel = w.channel
+        if channel is not None:
+            try:  # replies it wrote before it died
+                channel.receive(lambda frame: self._reply(w, frame))
+            except EOFError:
+                pass
+        w.dead = True
+        proc = w.proc
         proc.join(0.5)
         reason = _describe_exit(proc.exitcode)
         pid = proc.pid
-        with slot.lock:
-            if self._closing:
-                return
-            self.lost += 1
-            logger().warning("worker process %s was lost (%s); starting a new one", pid, reason)
-            queue = slot.queue
-            slot.queue = deque()
-            conn.close()
-            try:
-                proc.close()
-            except ValueError:
-                pass
-            lost = None
-            if queue:
-                current = queue[0]
-                if current.tries < self.retries:
-                    current.tries += 1
+        outstanding = list(w.outstanding)
+        w.outstanding.clear()
+        w.items = w.nbytes = 0
+        if w.polling_out and channel is not None:
+            self._poll.unregister(channel.wfd)
+            w.polling_out = False
+        self._release(w)
+        if self._closing or _exiting():
+            return
+        self.lost += 1
+        logger().warning("worker process %s was lost (%s); starting a new one", pid, reason)
+        again: list[list[Any]] = []
+        culprit = True
+        for batch in outstanding:
+            ranges = batch.ranges[batch.answered :]
+            tries = batch.tries[batch.answered :]
+            if batch.kind == SPLIT:
+                for task, first, items in ranges:
+                    self._fail_range(
+                        task,
+                        first,
+                        len(items),
+                        SerializationError,
+                        f"its results could not be unpickled ({reason})",
+                    )
+                continue
+            if culprit and ranges:  # the range it was evaluating
+                culprit = False
+                task, first, items = ranges.pop(0)
+                t = tries.pop(0)
+                if t >= self.retries:
+                    self._fail_range(
+                        task,
+                        first,
+                        len(items),
+                        WorkerLostError,
+                        f"worker process {pid} was lost while evaluating it: {reason}",
+                    )
                 else:
-                    lost = queue.popleft()
-            self._spawn(slot)
-            for batch in queue:  # re-send what it had not started, in order
-                slot.queue.append(batch)
-                try:
-                    slot.conn.send_bytes(batch.data)
-                except (OSError, ValueError):
-                    break
-            if lost is not None:
-                slot.done += lost.size
-        if lost is not None:
-            self._fail(
-                lost,
-                lambda t, i: WorkerLostError(
-                    f"worker process {pid} was lost while evaluating item {i} of task {t}: {reason}"
-                ),
-            )
+                    again.append([task, first, items, t + 1])
+            # the ranges after it never started
+            again.extend([r[0], r[1], r[2], t] for r, t in zip(ranges, tries))
+        for entry in reversed(again):  # first in line again, in their order
+            self._pending.appendleft(entry)
+            self._n_pending += len(entry[2])
+        self._spawn(w)
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001 - an exception whose str fails
+        return type(exc).__name__
+
+
+def _exiting() -> bool:
+    """True while the interpreter (or multiprocessing's exit hook) shuts down."""
+    if sys.is_finalizing():
+        return True
+    util = sys.modules.get("multiprocessing.util")
+    return bool(getattr(util, "_exiting", False))
+
+
+def _terminate(proc: Any) -> None:
+    try:
+        proc.terminate()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _wait_for_exit(procs: list[Any], timeout: float) -> None:
+    """Wait until every process in ``procs`` has exited, at most ``timeout`` seconds."""
+    from multiprocessing.connection import wait
+
+    deadline = monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            try:
+                if proc.exitcode is None:
+                    alive.append(proc.sentinel)
+            except ValueError:  # closed
+                continue
+        remaining = deadline - monotonic()
+        if not alive or remaining <= 0:
+            return
+        wait(alive, remaining)

@@ -41,7 +41,8 @@ from .._serialize import PROTOCOL, dumps, dumps_function, revive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import Deliver, TaskDefs
+    from . import Deliver, Sink, TaskDefs
+    from ._io import Waker
 
 
 __all__ = [
@@ -344,6 +345,7 @@ class RemotePool:
         self._ssl = ssl_context(ssl_options) if ssl_options is not None else None
         self._server_hostname = (ssl_options or {}).get("server_hostname")
         self._deliver: Deliver | None = None
+        self._waker: Any = None
         self._closing = False
         self._name = "papy"
         #: called with a batch's ``[(task, index, item), ...]`` when no slot is
@@ -352,9 +354,10 @@ class RemotePool:
         self.lost = 0  # slots lost so far
 
     # -- lifecycle ------------------------------------------------------------
-    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
+    def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         """Connect every slot and define every task on it (in parallel)."""
-        self._deliver = deliver
+        self._deliver = sink.put_many
+        self._waker = waker
         self._name = name
         payloads = {
             task: d.payload if d.payload is not None else dumps_function(d.func, d.args, d.kwargs)
@@ -437,6 +440,11 @@ class RemotePool:
                     os.close(slot.wake_w)
                     slot.wake_r = slot.wake_w = -1
 
+    def load(self) -> int:
+        """Tasklets queued on or evaluated by the live slots."""
+        with self._lock:
+            return sum(s.load for s in self._slots if not s.dead)
+
     def alive(self) -> int:
         """Number of slots whose connection is up."""
         return sum(1 for s in self._slots if s.link is not None and not s.dead)
@@ -456,6 +464,14 @@ class RemotePool:
         ]
 
     # -- feeder side ----------------------------------------------------------
+    def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        """Evaluate tasklets ``first``, ``first + 1``, ... of ``task`` (one batch)."""
+        self.submit([(task, first + k, item) for k, item in enumerate(items)])
+
+    def pump(self, timeout: float) -> None:
+        """Results arrive from the pool's own threads, which wake the driving thread."""
+        self._waker.wait(timeout)
+
     def submit(self, batch: list[tuple[int, int, Any]]) -> None:
         """Queue ``batch`` on the live slot with the fewest unanswered items."""
         try:
@@ -519,7 +535,7 @@ class RemotePool:
                 err = SerializationError(
                     f"item {index} of task {task} could not be pickled for a remote worker: {exc!r}"
                 )
-                err.__cause__ = exc
+                err.__cause__ = exc.with_traceback(None)  # our frames hold the pool
                 failed.append((task, index, False, err))
         if failed and self._deliver is not None:
             self._deliver(failed)

@@ -1,4 +1,9 @@
-"""Thread workers: tasklets travel through one ``queue.SimpleQueue``."""
+"""Thread workers: ranges of tasklets travel through one ``queue.SimpleQueue``.
+
+Worker threads evaluate a range with ``map`` (as process workers do), deliver
+its results to the scheduler as one batch and wake the driving thread; the
+driving thread only waits (``pump``) while they work.
+"""
 
 from __future__ import annotations
 
@@ -7,59 +12,68 @@ import threading
 from time import monotonic
 
 from .._serialize import format_tb, revive, wrap_base_exception
-from . import Deliver, TaskDefs
+from ._child import _evaluate_range
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
 
+    from . import Sink, TaskDefs
+    from ._io import Waker
+
 _STOP = None
 
-
-def _run(tasks: TaskDefs, inbox: queue.SimpleQueue[Any], deliver: Deliver, n_threads: int) -> None:
-    """Worker thread loop: evaluate batches until the stop sentinel."""
-    get, get_nowait, qsize = inbox.get, inbox.get_nowait, inbox.qsize
-    while True:
-        batch = get()
-        if batch is _STOP:
-            return
-        out: list[tuple[int, int, bool, Any]] = []
-        # Take a fair share of what else waits, delivered together: fewer
-        # hand-offs, and no tasklet waits behind a slow one for long (below).
-        extra = qsize() // n_threads
-        started = monotonic()
-        while True:
-            for task, index, item in batch:
-                d = tasks[task]
-                try:
-                    out.append((task, index, True, d.func(item, *d.args, **d.kwargs)))
-                except BaseException as exc:  # noqa: BLE001 - reported at the item's position
-                    where = f"item {index} of task {task}"
-                    err = wrap_base_exception(exc, where)
-                    out.append((task, index, False, revive(err, format_tb(exc))))
-                    del exc, err
-            if extra <= 0 or monotonic() - started > PATIENCE:
-                break
-            try:
-                batch = get_nowait()
-            except queue.Empty:
-                break
-            if batch is _STOP:
-                inbox.put(_STOP)  # for this loop's next round
-                break
-            extra -= 1
-        try:
-            deliver(out)
-        except BaseException:  # noqa: BLE001 - the map was stopped meanwhile
-            return
-
-
-#: a worker thread stops taking waiting batches once it has worked this long (s)
+#: a worker thread stops taking more waiting ranges once it has worked this long (s)
 PATIENCE = 0.002
 
 
+def _in_thread(exc: BaseException, where: str) -> tuple[BaseException, str]:
+    """An exception of a thread worker: the object itself (nothing is pickled)."""
+    return wrap_base_exception(exc, where), format_tb(exc)
+
+
+def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
+    """Worker thread loop: evaluate ranges until the stop sentinel."""
+    inbox = pool._inbox
+    get, get_nowait, qsize = inbox.get, inbox.get_nowait, inbox.qsize
+    put_range, wake = sink.sched.put_range, sink.waker.wake
+    n_threads = pool.size
+    while True:
+        job = get()
+        if job is _STOP:
+            return
+        # Take a fair share of what else waits, delivered together: fewer
+        # wake-ups, and no range waits behind a slow one for long.
+        extra = qsize() // n_threads
+        started = monotonic()
+        try:
+            while True:
+                task, first, items = job
+                d = tasks[task]
+                values, errors = _evaluate_range(
+                    d.func, d.args, d.kwargs, items, task, first, _in_thread
+                )
+                if errors:
+                    errors = {k: revive(exc, tb) for k, (exc, tb) in errors.items()}
+                put_range(task, first, values, errors)
+                if extra <= 0 or monotonic() - started > PATIENCE:
+                    break
+                try:
+                    job = get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    inbox.put(_STOP)  # for this loop's next round
+                    break
+                extra -= 1
+        except BaseException:  # noqa: BLE001 - the map was stopped meanwhile
+            return
+        finally:
+            wake()
+
+
 class ThreadPool:
-    """``size`` daemon threads evaluating tasklets in submission order."""
+    """``size`` daemon threads evaluating ranges of tasklets in submission order."""
 
     kind = "thread"
 
@@ -67,20 +81,24 @@ class ThreadPool:
         self.size = size
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._waker: Waker | None = None
 
-    def start(self, tasks: TaskDefs, deliver: Deliver, name: str = "papy") -> None:
+    def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
+        self._waker = waker
         for i in range(self.size):
             t = threading.Thread(
-                target=_run,
-                args=(tasks, self._inbox, deliver, self.size),
-                name=f"{name}-thread-{i}",
-                daemon=True,
+                target=_run, args=(self, tasks, sink), name=f"{name}-thread-{i}", daemon=True
             )
             t.start()
             self._threads.append(t)
 
-    def submit(self, batch: list[tuple[int, int, Any]]) -> None:
-        self._inbox.put(batch)
+    def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        self._inbox.put((task, first, items))
+
+    def pump(self, timeout: float) -> None:
+        """Wait until a worker thread delivers (it wakes us) or ``timeout`` passes."""
+        assert self._waker is not None
+        self._waker.wait(timeout)
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Ask every thread to stop; wait up to ``timeout`` for idle ones.
@@ -91,9 +109,10 @@ class ThreadPool:
         for _ in self._threads:
             self._inbox.put(_STOP)
         current = threading.current_thread()
+        deadline = monotonic() + timeout
         for t in self._threads:
             if t is not current:
-                t.join(timeout)
+                t.join(max(0.0, deadline - monotonic()))
         self._threads = []
 
     def alive(self) -> int:
