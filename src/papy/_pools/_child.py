@@ -144,13 +144,18 @@ def _evaluate_range(
         values.append(None)
 
 
-#: this worker's pid: a process forked by the task's function has another one
-_WORKER_PID = -1
+#: set in a process forked by the task's function (a worker's at-fork hook)
+_forked = False
+
+
+def _mark_forked() -> None:
+    global _forked
+    _forked = True
 
 
 def _exit_if_forked(exc: BaseException | None) -> None:
     """In a process forked by user code, leave: only the worker runs this loop."""
-    if os.getpid() == _WORKER_PID or _WORKER_PID < 0:
+    if not _forked:
         return
     code = 0
     if isinstance(exc, SystemExit):
@@ -258,8 +263,8 @@ class _Endpoint:
 
 def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
     """Answer requests from ``endpoint`` until EXIT or until the other side goes away."""
-    global _WORKER_PID
-    _WORKER_PID = os.getpid()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_mark_forked)
     tasks = {} if tasks is None else tasks
     # the last ranges answered, for a SPLIT request: ((seq, k), (task, first, values, errors), size)
     kept: deque[tuple[tuple[int, int], tuple[Any, ...], int]] = deque()
