@@ -163,6 +163,7 @@ cdef struct TaskState:
     Py_ssize_t live            # submitted, not arrived, not skipped
     Py_ssize_t task_in_flight  # submitted, not arrived
     Py_ssize_t n_ready         # arrived, not handed out
+    Py_ssize_t last_pending    # start of the in-flight interval the last submission went to
     bint input_done
 
 
@@ -172,6 +173,10 @@ cdef object _check_int(str name, object value, Py_ssize_t minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+cdef inline bint _is_index(object value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 cdef inline Py_ssize_t _clamp(object value):
@@ -227,7 +232,7 @@ cdef class Scheduler:
 
     cdef list _ready     # per task: dict first index -> _Chunk | deque of _Chunk
     cdef list _current   # per task: the _Chunk being handed out, or None
-    cdef list _pending   # per task: set of in-flight indices
+    cdef list _pending   # per task: dict start -> end of in-flight intervals
     cdef list _skipped   # per task: set of skipped in-flight indices
 
     cdef Py_ssize_t _turn
@@ -299,7 +304,9 @@ cdef class Scheduler:
         else:
             self._ready = [deque() for _ in range(n)]
         self._current = [None] * n
-        self._pending = [set() for _ in range(n)]
+        self._pending = [{} for _ in range(n)]
+        for i in range(n):
+            self._tasks[i].last_pending = -1
         self._skipped = [set() for _ in range(n)]
         self._open_inputs = n
 
@@ -523,7 +530,7 @@ cdef class Scheduler:
             raise ValueError(f"task {task} is not the task whose turn it is ({self._turn})")
         index = ts.submitted
         py_index = index
-        (<set>self._pending[t]).add(py_index)
+        self._add_pending(t, index, 1)
         self._held -= 1
         ts.submitted = index + 1
         self._in_flight += 1
@@ -554,7 +561,7 @@ cdef class Scheduler:
                 f"n must be <= turn_left() ({self._stride_obj - self._repeat}), got {n}"
             )
         first = ts.submitted
-        (<set>self._pending[t]).update(range(first, first + count))
+        self._add_pending(t, first, count)
         self._held -= count
         ts.submitted = first + count
         self._in_flight += count
@@ -564,6 +571,55 @@ cdef class Scheduler:
         if self._repeat >= self._stride:
             self._advance()
         return first
+
+    # -- in-flight intervals ------------------------------------------------------
+    cdef int _add_pending(self, Py_ssize_t t, Py_ssize_t first, Py_ssize_t n) except -1:
+        cdef dict pending = <dict>self._pending[t]
+        cdef TaskState *ts = &self._tasks[t]
+        if ts.last_pending >= 0 and pending.get(ts.last_pending) == first:
+            pending[ts.last_pending] = first + n
+        else:
+            pending[first] = first + n
+            ts.last_pending = first
+        return 0
+
+    cdef Py_ssize_t _find_pending(self, Py_ssize_t t, Py_ssize_t index) except -2:
+        """Start of the in-flight interval holding ``index``, or -1."""
+        cdef dict pending = <dict>self._pending[t]
+        cdef Py_ssize_t start, end
+        if index in pending:
+            return index
+        for key, value in pending.items():
+            start = key
+            end = value
+            if start < index < end:
+                return start
+        return -1
+
+    cdef bint _take_pending(self, Py_ssize_t t, Py_ssize_t first, Py_ssize_t n) except -1:
+        """Remove tasklets ``first`` .. ``first + n - 1`` from the in-flight ones if they
+        all are in flight (True); otherwise change nothing (False)."""
+        cdef dict pending = <dict>self._pending[t]
+        cdef Py_ssize_t stop = first + n
+        cdef Py_ssize_t at = first
+        cdef Py_ssize_t start, end
+        cdef list cuts = []
+        while at < stop:
+            start = self._find_pending(t, at)
+            if start < 0:
+                return False
+            end = pending[start]
+            cuts.append((start, end))
+            at = end
+        for start, end in cuts:
+            del pending[start]
+            if start < first:
+                pending[start] = first
+            if end > stop:
+                pending[stop] = end
+                if self._tasks[t].last_pending == start:
+                    self._tasks[t].last_pending = stop
+        return True
 
     # -- delivering side ------------------------------------------------------
     cdef inline void _enqueue(self, Py_ssize_t t, _Chunk chunk):
@@ -577,12 +633,17 @@ cdef class Scheduler:
     cdef int _store(self, Py_ssize_t t, object task, object index, object ok,
                     object value) except -1:
         """Store one arrived result."""
-        cdef set pending = <set>self._pending[t]
         cdef set skipped
         cdef TaskState *ts = &self._tasks[t]
-        if index not in pending:
+        cdef Py_ssize_t i
+        if not _is_index(index):
             raise ValueError(f"tasklet {index} of task {task} is not in flight")
-        pending.remove(index)
+        try:
+            i = index
+        except OverflowError:
+            raise ValueError(f"tasklet {index} of task {task} is not in flight") from None
+        if not self._take_pending(t, i, 1):
+            raise ValueError(f"tasklet {index} of task {task} is not in flight")
         self._in_flight -= 1
         ts.task_in_flight -= 1
         skipped = <set>self._skipped[t]
@@ -631,7 +692,6 @@ cdef class Scheduler:
         cdef Py_ssize_t t = self._check_task(task)
         cdef Py_ssize_t k = 0, n
         cdef TaskState *ts
-        cdef set pending
         cdef list vals
         _check_int("first", first, 0)
         if type(values) is list:
@@ -642,12 +702,9 @@ cdef class Scheduler:
             return
         try:
             n = len(vals)
-            pending = <set>self._pending[t]
-            if n and not self._skipped[t]:
-                span = range(first, first + n)
-                if pending.issuperset(span):
+            if n and not self._skipped[t] and first <= self._tasks[t].submitted:
+                if self._take_pending(t, first, n):
                     # the common case: one entry for the whole batch
-                    pending.difference_update(span)
                     ts = &self._tasks[t]
                     self._in_flight -= n
                     ts.task_in_flight -= n
@@ -792,12 +849,14 @@ cdef class Scheduler:
                 return -1
             ts.next_out = index + 1
         else:
-            for py_i in <set>self._pending[t]:
-                if py_i not in skipped:
-                    i = py_i
-                    if not found or i < index:
+            for start in sorted(<dict>self._pending[t]):
+                for i in range(start, (<dict>self._pending[t])[start]):
+                    if i not in skipped:
                         index = i
                         found = True
+                        break
+                if found:
+                    break
             if not found:
                 return -1
         skipped.add(index)  # its slot is freed now, its result dropped on arrival

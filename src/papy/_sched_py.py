@@ -85,6 +85,10 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class _Chunk:
     """Results of consecutive tasklets ``first``, ``first + 1``, ... of one task.
 
@@ -158,7 +162,10 @@ class Scheduler:
         # ordered: first index -> _Chunk; unordered: deque of _Chunk by arrival
         self._ready: list[Any] = [({} if self._ordered else deque()) for _ in range(n)]
         self._current: list[_Chunk | None] = [None] * n  # the chunk being handed out
-        self._pending: list[set[int]] = [set() for _ in range(n)]  # in-flight indices
+        # in-flight indices as disjoint intervals: start -> end (exclusive); a
+        # submission next to the previous one extends it, so a batch is one entry
+        self._pending: list[dict[int, int]] = [{} for _ in range(n)]
+        self._last_pending = [-1] * n  # start of the interval the last submission went to
         self._skipped: list[set[int]] = [set() for _ in range(n)]  # skipped, in flight
 
         self._turn = 0
@@ -357,7 +364,7 @@ class Scheduler:
             self._in_flight += 1
             self._task_in_flight[task] += 1
             self._live[task] += 1
-            self._pending[task].add(index)
+            self._add_pending(task, index, 1)
             self._repeat += 1
             if self._repeat >= self._stride:
                 self._advance()
@@ -380,7 +387,7 @@ class Scheduler:
                     f"n must be <= turn_left() ({self._stride - self._repeat}), got {n}"
                 )
             first = self._submitted[task]
-            self._pending[task].update(range(first, first + n))
+            self._add_pending(task, first, n)
             self._held -= n
             self._submitted[task] = first + n
             self._in_flight += n
@@ -390,6 +397,50 @@ class Scheduler:
             if self._repeat >= self._stride:
                 self._advance()
             return first
+
+    # -- in-flight intervals (mutex held) ---------------------------------------
+    def _add_pending(self, task: int, first: int, n: int) -> None:
+        pending = self._pending[task]
+        last = self._last_pending[task]
+        if last >= 0 and pending.get(last) == first:
+            pending[last] = first + n
+        else:
+            pending[first] = first + n
+            self._last_pending[task] = first
+
+    def _find_pending(self, task: int, index: int) -> int:
+        """Start of the in-flight interval holding ``index``, or -1."""
+        pending = self._pending[task]
+        if index in pending:
+            return index
+        for start, end in pending.items():
+            if start < index < end:
+                return start
+        return -1
+
+    def _take_pending(self, task: int, first: int, n: int) -> bool:
+        """Remove tasklets ``first`` .. ``first + n - 1`` from the in-flight ones if they
+        all are in flight (True); otherwise change nothing (False)."""
+        pending = self._pending[task]
+        stop = first + n
+        cuts = []  # (start, end) of each interval touched, in order
+        at = first
+        while at < stop:
+            start = self._find_pending(task, at)
+            if start < 0:
+                return False
+            end = pending[start]
+            cuts.append((start, end))
+            at = end
+        for start, end in cuts:
+            del pending[start]
+            if start < first:
+                pending[start] = first
+            if end > stop:
+                pending[stop] = end
+                if self._last_pending[task] == start:
+                    self._last_pending[task] = stop
+        return True
 
     # -- delivering side ------------------------------------------------------
     def _enqueue(self, task: int, chunk: _Chunk) -> None:
@@ -402,10 +453,8 @@ class Scheduler:
 
     def _store(self, task: int, index: int, ok: bool, value: Any) -> None:
         """Store one arrived result (mutex held)."""
-        pending = self._pending[task]
-        if index not in pending:
+        if not _is_index(index) or not self._take_pending(task, index, 1):
             raise ValueError(f"tasklet {index} of task {task} is not in flight")
-        pending.remove(index)
         self._in_flight -= 1
         self._task_in_flight[task] -= 1
         skipped = self._skipped[task]
@@ -459,11 +508,8 @@ class Scheduler:
                 return
             try:
                 n = len(values)
-                span = range(first, first + n)
-                pending = self._pending[task]
-                if n and not self._skipped[task] and pending.issuperset(span):
+                if n and not self._skipped[task] and self._take_pending(task, first, n):
                     # the common case: one entry for the whole batch
-                    pending.difference_update(span)
                     self._in_flight -= n
                     self._task_in_flight[task] -= n
                     self._live[task] -= n
@@ -586,10 +632,15 @@ class Scheduler:
                 return -1
             self._next_out[task] = index + 1
         else:
-            live = [i for i in self._pending[task] if i not in skipped]
-            if not live:
+            index = -1
+            for start in sorted(self._pending[task]):
+                index = next(
+                    (i for i in range(start, self._pending[task][start]) if i not in skipped), -1
+                )
+                if index >= 0:
+                    break
+            if index < 0:
                 return -1
-            index = min(live)
         skipped.add(index)  # its slot is freed now, its result dropped on arrival
         self._live[task] -= 1
         self._n_skipped[task] += 1
