@@ -6,7 +6,7 @@ would wait for itself; papy refuses that at connect). The rule of thumb:
 upstream produce x spawn >= downstream consume x spawn on a shared IMap.
 """
 
-from papy import IMap
+from papy import NuMap
 from papy.pipeline import Dagger, Piper
 
 
@@ -23,7 +23,7 @@ def join_words(inbox):
 
 
 if __name__ == "__main__":
-    imap = IMap(worker_type="process", worker_num=2)
+    imap = NuMap(worker_type="process", worker_num=2)  # the original's defaults: stride 2
     producer = Piper(l33t_and_yuk, parallel=imap, produce=2)
     spawner = Piper(upper, parallel=imap, spawn=2)
     consumer = Piper(join_words, consume=4)

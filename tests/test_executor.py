@@ -117,7 +117,7 @@ def roll(x):
 def test_chained_tasks_with_lambdas_and_closures(executor):
     offset = 100
     with IMap(executor=executor, worker_num=2) as m:
-        assert m.worker_type == "executor" and m.stride == 2
+        assert m.worker_type == "executor" and m.stride == 2 * 64
         sq = m.add_task(square, range(10))
         shifted = m.add_task(lambda y: y + offset, sq)  # closures travel via the payload
         roots = m.add_task(math.sqrt, shifted)
@@ -127,7 +127,7 @@ def test_chained_tasks_with_lambdas_and_closures(executor):
 
 def test_default_worker_num_is_the_executors(process_executor):
     m = IMap(executor=process_executor)
-    assert m.worker_num == 2 and m.stride == 2
+    assert m.worker_num == 2 and m.stride == 2 * 64
 
 
 def test_errors_arrive_at_their_position_with_the_workers_traceback(executor):
@@ -179,7 +179,10 @@ def test_dask_runs_on_the_clusters_worker_processes(dask_client, dask_executor):
 
 
 def test_a_lost_worker_fails_its_items_and_the_map_ends():
-    with ProcessPoolExecutor(1) as ex, IMap(exit_on_one, range(4), executor=ex, worker_num=1) as m:
+    with (
+        ProcessPoolExecutor(1) as ex,
+        IMap(exit_on_one, range(4), executor=ex, worker_num=1, chunksize=1) as m,
+    ):
         got = collect(m)
     assert got[0] == 0
     assert isinstance(got[1], WorkerLostError) and "item 1" in str(got[1])
@@ -245,7 +248,9 @@ class FlakyExecutor(Executor):
 def test_batches_of_a_lost_worker_are_retried_while_retries_allow(retries):
     flaky = FlakyExecutor()
     try:
-        with IMap(square, range(3), executor=flaky, worker_num=1, retries=retries) as m:
+        with IMap(
+            square, range(3), executor=flaky, worker_num=1, retries=retries, chunksize=1
+        ) as m:
             got = collect(m)
     finally:
         flaky.shutdown()

@@ -47,17 +47,31 @@ def test_constructor_rejects_bad_arguments(kwargs, exc, match):
         IMap(**kwargs)
 
 
-def test_defaults_follow_the_seed():
-    m = IMap()
+def test_numap_defaults_follow_the_seed():
+    m = NuMap()
     assert m.worker_type == "process"
     assert m.worker_num == os.cpu_count()
-    assert m.stride == m.worker_num
+    assert m.stride == m.worker_num and m.chunksize == 1 and not m.auto_chunksize
     assert m.buffer is None  # number of tasks x stride, fixed at start()
+    assert m._buffer_for(3) == 3 * m.stride
     assert m.ordered and not m.skip
-    m2 = IMap(worker_num=3, worker_remote=[("h1", 1), ("h2:18813", 4)])
+    m2 = NuMap(worker_num=3, worker_remote=[("h1", 1), ("h2:18813", 4)])
     assert m2.stride == 8
     assert m2.worker_remote == [("h1:18812", 1), ("h2:18813", 4)]
-    assert IMap(worker_num=0, worker_remote=[("localhost", 2)]).stride == 2
+    assert NuMap(worker_num=0, worker_remote=[("localhost", 2)]).stride == 2
+
+
+def test_imap_defaults_are_fast():
+    m = IMap(worker_num=2)
+    assert m.worker_type == "process" and m.ordered and not m.skip
+    assert m.auto_chunksize  # batches sized from the measured cost of an item
+    assert m.stride == 2 * 64  # 64 tasklets per worker and turn
+    assert m._buffer_for(1) == 2 * 8192 and m._buffer_for(300) == 300 * m.stride
+    assert IMap(worker_num=0, worker_remote=[("localhost", 2)]).stride == 2 * 64
+    # a stride or buffer given explicitly follows the seed's rules
+    assert IMap(worker_num=2, stride=3)._buffer_for(2) == 6
+    assert IMap(worker_num=2, buffer=5).stride == 5
+    assert IMap(worker_num=2, chunksize=100).stride == 200
 
 
 def test_a_remote_server_that_is_down_fails_start_with_its_address():
@@ -180,8 +194,8 @@ def test_multistop():
                 next(m)
 
 
-def test_numap_alias_and_public_api():
-    assert NuMap is IMap
+def test_numap_and_public_api():
+    assert issubclass(NuMap, IMap)
     for name in papy.__all__:
         assert getattr(papy, name) is not None
     assert issubclass(papy.TimeoutError, builtins.TimeoutError)

@@ -247,7 +247,7 @@ def die_on_doomed(x):
 def test_purely_remote_map_on_both_kinds_of_server(server):
     offset = 100
     with IMap(worker_num=0, worker_remote=[(server.address, 2)]) as m:
-        assert m.stride == 2  # remote slots count in the default stride
+        assert m.stride == 2 * 64  # remote slots count in the default stride
         sq = m.add_task(square, range(12))
         shifted = m.add_task(lambda y: y + offset, sq)  # a closure: travels by value
         roots = m.add_task(math.sqrt, shifted, kwargs={})
@@ -270,7 +270,7 @@ def test_two_servers_keep_order_and_share_work(papy_servers):
     remote = [(s.address, 1) for s in papy_servers]
     with IMap(nap, delays, worker_remote=remote) as m:
         assert list(m) == delays
-    with IMap(worker_remote=remote, ordered=False) as m:
+    with IMap(worker_remote=remote, ordered=False, chunksize=1) as m:
         pids = m.add_task(pid_of, range(10))
         m.start()
         assert len(set(pids)) == 2  # both servers evaluated something
@@ -335,7 +335,7 @@ def test_the_function_is_sent_once_per_connection_not_with_items(papy_servers, m
 
     monkeypatch.setattr(remote, "connect", recording_connect)
     big = b"x" * 200_000  # a constant argument: part of the function's payload
-    with IMap(worker_remote=[(papy_servers[0].address, 2)]) as m:
+    with IMap(worker_remote=[(papy_servers[0].address, 2)], chunksize=1) as m:
         out = m.add_task(lambda x, blob: x + len(blob), range(10), args=(big,))
         m.start()
         assert list(out) == [x + len(big) for x in range(10)]
@@ -372,13 +372,14 @@ def test_long_items_outlive_rpycs_request_timeout(papy_servers):
 
 def test_timeout_and_skip_semantics_hold_for_remote_slots(papy_servers):
     Timeout = papy.TimeoutError
-    with IMap(nap, [0.0, 0.4, 0.0], worker_remote=[(papy_servers[0].address, 1)], skip=False) as m:
+    one_slot = [(papy_servers[0].address, 1)]
+    with IMap(nap, [0.0, 0.4, 0.0], worker_remote=one_slot, skip=False, chunksize=1) as m:
         assert m.next() == 0.0
         with pytest.raises(Timeout):
             m.next(timeout=0.1)
         assert m.next() == 0.4  # the late result, not skipped
         assert m.next() == 0.0
-    with IMap(nap, [0.0, 0.4, 0.0], worker_remote=[(papy_servers[0].address, 1)], skip=True) as m:
+    with IMap(nap, [0.0, 0.4, 0.0], worker_remote=one_slot, skip=True, chunksize=1) as m:
         assert m.next() == 0.0
         with pytest.raises(Timeout):
             m.next(timeout=0.1)
@@ -406,9 +407,12 @@ def test_stopping_mid_run_is_prompt_and_the_server_stays_usable(papy_servers):
 @pytest.mark.parametrize("worker_type", ["thread", "process"])
 def test_local_and_remote_workers_share_one_map(papy_servers, worker_type):
     with IMap(
-        worker_type=worker_type, worker_num=1, worker_remote=[(papy_servers[0].address, 1)]
+        worker_type=worker_type,
+        worker_num=1,
+        worker_remote=[(papy_servers[0].address, 1)],
+        chunksize=1,
     ) as m:
-        assert m.stride == 2
+        assert m.stride == 2 * 64
         pids = m.add_task(pid_of, range(12))
         squares = m.add_task(square, pids)  # chained: read through the map itself
         m.start()
@@ -452,6 +456,7 @@ def test_a_server_dying_mid_run_fails_or_reruns_its_item_and_the_map_carries_on(
             worker_num=local,
             worker_remote=remote,
             retries=retries,
+            chunksize=1,
         ) as m:
             got = collect(m)
             pool = m._run.pool

@@ -18,13 +18,11 @@ from ._errors import (
     TaskletAbortedError,
     WorkerLostError,
 )
-from ._imap import IMap, TaskIterator, imap
+from ._imap import IMap, NuMap, TaskIterator, imap
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
-
-NuMap = IMap  # the original project's name
 
 __version__ = "2.0.0.dev0"
 

@@ -54,6 +54,16 @@ HELPER_DELAY = 0.005
 HELPER_IDLE = 0.1
 #: longest single wait of a driving thread (s): it re-checks close, deadlock and signals
 WAIT_SLICE = 0.05
+#: most tasklets one step of the feeding reads at once (whole batches, at least one)
+MAX_SPAN = 1024
+#: with chunksize='auto', a batch is about this many seconds of a worker's time ...
+TARGET_BATCH = 0.002
+#: ... and at most this many bytes of pickled arguments
+MAX_BATCH_BYTES = 1 << 20
+#: no more tasklets are submitted while those in flight hold this many bytes of
+#: pickled arguments (as measured by the pool): the buffer bounds the count of
+#: results, this the memory of work on its way
+MAX_IN_FLIGHT_BYTES = 64 << 20
 
 
 class Failed:
@@ -192,13 +202,20 @@ class ThreadedInput:
         items = self._items
         if stopping:  # what was read is evaluated; nothing more is read
             self.close()
-            out = list(items)
-            items.clear()
+            out = []
+            while items:
+                item = items.popleft()
+                out.append(item)
+                if type(item) is Failed:
+                    return out, False  # the rest comes with the next batch
             return out, True
         was_full = len(items) >= self._limit
         out = []
         while items and len(out) < n:
-            out.append(items.popleft())
+            item = items.popleft()
+            out.append(item)
+            if type(item) is Failed:
+                break  # a failure ends a batch
         if was_full and out:
             with self._room:
                 self._room.notify()
@@ -292,12 +309,22 @@ class Run:
         chunk: int,
         grace: float | None,
         name: str,
+        auto: bool = False,
+        workers: int = 1,
     ) -> None:
         self.sched = sched
         self.pool = pool
         self.waker = waker
         self.inputs = inputs
-        self.chunk = chunk
+        # chunksize='auto': ``chunk`` follows the measured cost of an item, up to
+        # ``chunk_cap``; until the pool has measured one, few tasklets go out (a probe).
+        self.auto = auto
+        self.chunk_cap = chunk
+        self.measures = getattr(pool, "cost", None) is not None
+        self.chunk = chunk if not auto else (1 if self.measures else min(chunk, 16))
+        self.probing = auto and self.measures
+        self.probe_limit = 4 * workers
+        self.item_bytes = 0.0  # measured bytes of pickled arguments per tasklet
         self.grace = grace
         self.name = name
         self.single = len(inputs) == 1
@@ -317,10 +344,10 @@ class Run:
         self.last_drive = monotonic()
         self.waiting = 0  # consumers waiting while another thread drives
         self.consumer_wait = 0.0  # seconds consumers spent waiting for results
-        # A consumer that takes ready results (not driving) tops the buffer up once
-        # a batch's worth of slots is free; -1 turns that off until the next drive.
-        self._refill_level = sched.buffer - chunk
-        self.refill_level = self._refill_level
+        # A consumer that takes ready results (not driving) tops the buffer up once a
+        # batch (and a quarter of the buffer) is free; -1: off until the next drive.
+        self._refill_level = self.refill_level = 0
+        self._set_refill_level()
         self._helper_stop = threading.Event()
         self._helper: threading.Thread | None = None
 
@@ -372,6 +399,32 @@ class Run:
         if helper is not None and helper is not threading.current_thread():
             helper.join(timeout)
 
+    def _set_refill_level(self) -> None:
+        buffer = self.sched.buffer
+        self._refill_level = self.refill_level = buffer - max(self.chunk, buffer // 4)
+
+    def _retune(self) -> None:
+        """Take the pool's measurements: the bytes of an item (the in-flight limit)
+        and, with chunksize='auto', batches of about TARGET_BATCH seconds of work
+        and at most MAX_BATCH_BYTES of arguments."""
+        cost = self.pool.cost()
+        if cost is None:
+            return
+        self.probing = False
+        seconds, nbytes = cost
+        self.item_bytes = nbytes
+        if not self.auto:
+            return
+        chunk = float(self.chunk_cap)
+        if seconds > 0:
+            chunk = min(chunk, TARGET_BATCH / seconds)
+        if nbytes > 0:
+            chunk = min(chunk, MAX_BATCH_BYTES / nbytes)
+        new = max(1, int(chunk))
+        if new != self.chunk:
+            self.chunk = new
+            self._set_refill_level()
+
     # -- feeding ----------------------------------------------------------------
     def top_up(self) -> None:
         """Read inputs in weave order and submit tasklets while buffer slots are free.
@@ -389,13 +442,22 @@ class Run:
         submit_range = self.pool.submit_range
         chunk, single, stopping = self.chunk, self.single, self.stopping
         while True:
+            if self.probing and sched.in_flight >= self.probe_limit:
+                return  # chunksize='auto' before the first measurement
+            if self.item_bytes and sched.in_flight * self.item_bytes >= MAX_IN_FLIGHT_BYTES:
+                return  # enough work on its way; more goes out as it comes back
             task = next_task()
             if task < 0:
                 return
             inp = self.inputs[task]
             items = self.kept[task]
-            # One task: consecutive turns are its own, so a batch may span them.
-            want = chunk if single else min(chunk, turn_left())
+            # As many whole batches as there are free slots (at least one batch: it
+            # waits in `kept` if it finds no slot); one task's consecutive turns are
+            # its own, so they may span turns.
+            free = sched.buffer - sched.buffer_used
+            want = chunk if free <= chunk else min(free - free % chunk, max(chunk, MAX_SPAN))
+            if not single:
+                want = min(want, turn_left())
             ended = self.ended[task]
             if not ended and len(items) < want and not (items and type(items[-1]) is Failed):
                 n = want - len(items)
@@ -432,7 +494,11 @@ class Run:
             last = items[got_slots - 1]
             n_ok = got_slots - 1 if type(last) is Failed else got_slots
             if n_ok:
-                submit_range(task, first, items if n_ok == need else items[:n_ok])
+                if n_ok <= chunk:
+                    submit_range(task, first, items if n_ok == need else items[:n_ok])
+                else:  # one range per batch: the unit of work, of failure and of retry
+                    for k in range(0, n_ok, chunk):
+                        submit_range(task, first + k, items[k : min(k + chunk, n_ok)])
             if n_ok < got_slots:
                 put_result(task, first + n_ok, False, last.exc)
             self.kept[task] = [] if got_slots == need else items[got_slots:]
@@ -457,6 +523,8 @@ class Run:
             try:
                 if self.sched.closed:
                     return
+                if self.measures:
+                    self._retune()
                 submitted = self.sched.in_flight
                 self.top_up()
                 if self.sched.in_flight == submitted:
@@ -526,6 +594,8 @@ class Run:
         take = sched.try_result if n == 0 else sched.try_values
         args = (task,) if n == 0 else (task, n)
         grace = self.grace
+        if self.measures:
+            self._retune()
         stuck_since = -1.0
         while True:
             waker.arm()
@@ -567,6 +637,8 @@ class Run:
         while not self.handover and not sched.closed:
             waker.arm()
             try:
+                if self.measures:
+                    self._retune()
                 self.top_up()
                 if sched.in_flight == 0:
                     return worked

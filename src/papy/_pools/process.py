@@ -159,6 +159,8 @@ class ProcessPool:
         self._name = "papy"
         self._closing = False
         self._lifeline_r = self._lifeline_w = -1
+        self._item_time = -1.0  # seconds a tasklet takes, worker and pipes (moving average)
+        self._item_bytes = -1.0  # bytes of pickled arguments per tasklet (moving average)
         self.lost = 0  # workers lost so far
 
     # -- lifecycle ------------------------------------------------------------
@@ -309,6 +311,12 @@ class ProcessPool:
                 proc.close()
             except ValueError:
                 pass
+
+    def cost(self) -> tuple[float, float] | None:
+        """``(seconds, bytes)`` per tasklet as measured so far (None: not yet)."""
+        if self._item_time < 0:
+            return None
+        return self._item_time, self._item_bytes
 
     def alive(self) -> int:
         return sum(1 for w in self._workers if w.proc is not None and w.proc.is_alive())
@@ -509,6 +517,11 @@ class ProcessPool:
             per_item = (now - max(batch.sent_at, w.free_since)) / max(1, n)
             w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
             w.free_since = now
+            t = self._item_time  # quick to follow a drop (start-up costs fade at once)
+            self._item_time = per_item if t < 0 or per_item < t else 0.8 * t + 0.2 * per_item
+            nbytes = batch.nbytes / max(1, sum(len(r[2]) for r in batch.ranges))
+            b = self._item_bytes
+            self._item_bytes = nbytes if b < 0 else 0.8 * b + 0.2 * nbytes
         if batch.answered == len(batch.ranges):
             self._done(w, batch)
 

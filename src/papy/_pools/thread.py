@@ -40,7 +40,7 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
     n_threads = pool.size
     while True:
         job = get()
-        if job is _STOP:
+        if job is _STOP or pool._closing:
             return
         # Take a fair share of what else waits, delivered together: fewer
         # wake-ups, and no range waits behind a slow one for long.
@@ -50,9 +50,13 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
             while True:
                 task, first, items = job
                 d = tasks[task]
+                t0 = monotonic()
                 values, errors = _evaluate_range(
                     d.func, d.args, d.kwargs, items, task, first, _in_thread
                 )
+                per_item = (monotonic() - t0) / max(1, len(items))
+                t = pool._item_time  # a race between threads only blurs the average
+                pool._item_time = per_item if t < 0 else 0.8 * t + 0.2 * per_item
                 if errors:
                     errors = {k: revive(exc, tb) for k, (exc, tb) in errors.items()}
                 put_range(task, first, values, errors)
@@ -62,7 +66,7 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
                     job = get_nowait()
                 except queue.Empty:
                     break
-                if job is _STOP:
+                if job is _STOP or pool._closing:
                     inbox.put(_STOP)  # for this loop's next round
                     break
                 extra -= 1
@@ -82,6 +86,8 @@ class ThreadPool:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._waker: Waker | None = None
+        self._item_time = -1.0  # seconds a tasklet takes (moving average, workers write it)
+        self._closing = False
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         self._waker = waker
@@ -106,6 +112,12 @@ class ThreadPool:
         A thread stuck inside a user function cannot be killed; it is a daemon
         thread, so it never keeps the interpreter from exiting.
         """
+        self._closing = True
+        try:  # what waits is dropped: its results would be discarded anyway
+            while True:
+                self._inbox.get_nowait()
+        except queue.Empty:
+            pass
         for _ in self._threads:
             self._inbox.put(_STOP)
         current = threading.current_thread()
@@ -114,6 +126,10 @@ class ThreadPool:
             if t is not current:
                 t.join(max(0.0, deadline - monotonic()))
         self._threads = []
+
+    def cost(self) -> tuple[float, float] | None:
+        """``(seconds, bytes)`` per tasklet as measured so far (None: not yet)."""
+        return None if self._item_time < 0 else (self._item_time, 0.0)
 
     def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)
