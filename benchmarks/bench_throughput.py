@@ -2,7 +2,8 @@
 
 Run: ``pytest benchmarks/bench_throughput.py --benchmark-group-by=group``.
 Each group holds papy's and the peer's row of one line of the performance
-table; ``benchmarks/report.py`` prints the table with the ratios.
+table (``docs/performance.md``); ``benchmarks/report.py`` prints the table
+with the ratios (medians of alternating runs).
 Smoke-run (no timing): ``pytest benchmarks --benchmark-disable``.
 """
 
@@ -14,7 +15,7 @@ import workloads as w
 
 pytestmark = pytest.mark.timeout(600)
 
-N = w.n_items(20_000)
+N = w.n_items(100_000)
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +31,32 @@ def process_pool():
         yield pool
 
 
+def _pool(worker_type, thread_pool, process_pool):
+    return thread_pool if worker_type == "thread" else process_pool
+
+
 ROWS = [
-    # (group, worker_type, papy options, peer chunksize)
-    ("thread-chunk1-buffer64", "thread", {"buffer": 64}, 1),
-    ("process-chunk1-buffer64", "process", {"buffer": 64}, 1),
-    ("process-chunk64-buffer512", "process", {"buffer": 512, "chunksize": 64}, 64),
-    ("thread-seed-defaults", "thread", {"stride": 2, "buffer": 2}, 1),
-    ("process-seed-defaults", "process", {"stride": 2, "buffer": 2}, 1),
+    # (group, worker_type, papy options, peer chunksize: int, "rule" or "default")
+    ("process-chunk64", "process", {"chunksize": 64}, 64),
+    ("thread-chunk64", "thread", {"chunksize": 64}, 64),
+    ("process-auto-vs-pool-rule", "process", {}, "rule"),
+    ("thread-auto-vs-pool-rule", "thread", {}, "rule"),
+    ("process-defaults", "process", {}, "default"),
+    ("thread-defaults", "thread", {}, "default"),
+    ("process-chunk1-buffer64", "process", {"chunksize": 1, "buffer": 64}, 1),
+    ("thread-chunk1-buffer64", "thread", {"chunksize": 1, "buffer": 64}, 1),
 ]
+IDS = [r[0] for r in ROWS]
 
 
-@pytest.mark.parametrize("group, worker_type, options, _", ROWS, ids=[r[0] for r in ROWS])
-def test_papy(benchmark, group, worker_type, options, _):
+def _n(peer_chunk) -> int:
+    return N if peer_chunk in (1, "default") else 10 * N
+
+
+@pytest.mark.parametrize("group, worker_type, options, peer_chunk", ROWS, ids=IDS)
+def test_papy(benchmark, group, worker_type, options, peer_chunk):
     benchmark.group = group
-    n = N * (4 if options.get("chunksize", 1) > 1 else 1)
+    n = _n(peer_chunk)
     benchmark.extra_info["items"] = n
     rate = benchmark.pedantic(
         w.papy_rate, args=(worker_type, n), kwargs=options, rounds=3, iterations=1
@@ -51,28 +64,59 @@ def test_papy(benchmark, group, worker_type, options, _):
     assert rate > 0
 
 
-@pytest.mark.parametrize("group, worker_type, _, chunksize", ROWS, ids=[r[0] for r in ROWS])
-def test_peer(benchmark, group, worker_type, _, chunksize, thread_pool, process_pool):
+@pytest.mark.parametrize("group, worker_type, options, peer_chunk", ROWS, ids=IDS)
+def test_peer(benchmark, group, worker_type, options, peer_chunk, thread_pool, process_pool):
     benchmark.group = group
-    pool = thread_pool if worker_type == "thread" else process_pool
-    n = N * (4 if chunksize > 1 else 1)
+    pool = _pool(worker_type, thread_pool, process_pool)
+    n = _n(peer_chunk)
+    chunk = {"rule": w.pool_rule_chunksize(n), "default": 1}.get(peer_chunk, peer_chunk)
     benchmark.extra_info["items"] = n
     rate = benchmark.pedantic(
-        w.pool_rate, args=(worker_type, n, pool, chunksize), rounds=3, iterations=1
+        w.pool_rate, args=(worker_type, n, pool, chunk), rounds=3, iterations=1
     )
     assert rate > 0
 
 
-def test_chain_papy(benchmark):
-    benchmark.group = "chain-3x5ms-200"
-    first, total = benchmark.pedantic(w.papy_chain, args=(w.n_items(200),), rounds=2, iterations=1)
+def test_raw_pipe_echo(benchmark):
+    """The floor for process-chunk64: one thread, two pipes per worker, no scheduling."""
+    benchmark.group = "process-chunk64"
+    rate = benchmark.pedantic(w.pipe_echo_rate, args=(10 * N, 64), rounds=3, iterations=1)
+    assert rate > 0
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_chain_papy(benchmark, k):
+    benchmark.group = f"chain-{k}-tasks"
+    first, total = benchmark.pedantic(
+        w.papy_chain_k, args=(k, w.n_items(10_000)), rounds=3, iterations=1
+    )
     benchmark.extra_info.update(first=first, total=total)
 
 
-def test_chain_peer(benchmark):
-    benchmark.group = "chain-3x5ms-200"
-    first, total = benchmark.pedantic(w.pool_chain, args=(w.n_items(200),), rounds=2, iterations=1)
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_chain_peer(benchmark, k):
+    benchmark.group = f"chain-{k}-tasks"
+    first, total = benchmark.pedantic(
+        w.pool_chain_k, args=(k, w.n_items(10_000)), rounds=3, iterations=1
+    )
     benchmark.extra_info.update(first=first, total=total)
+
+
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_10kB_papy(benchmark, worker_type):
+    benchmark.group = f"{worker_type}-10kB"
+    items = w.payloads(w.n_items(4_000))
+    rate = benchmark.pedantic(w.papy_bytes_rate, args=(worker_type, items), rounds=3, iterations=1)
+    assert rate > 0
+
+
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_10kB_peer(benchmark, worker_type, thread_pool, process_pool):
+    benchmark.group = f"{worker_type}-10kB"
+    items = w.payloads(w.n_items(4_000))
+    pool = _pool(worker_type, thread_pool, process_pool)
+    rate = benchmark.pedantic(w.pool_bytes_rate, args=(items, pool, 8), rounds=3, iterations=1)
+    assert rate > 0
 
 
 def test_memory_papy(benchmark):
@@ -86,6 +130,13 @@ def test_memory_peer(benchmark):
     benchmark.group = "memory-100kB-results"
     growth = benchmark.pedantic(w.pool_memory, args=(w.n_items(20_000),), rounds=1, iterations=1)
     benchmark.extra_info["rss_growth_mb"] = growth
+
+
+@pytest.mark.parametrize("kind", ["papy", "pool"])
+def test_parent_threads(benchmark, kind):
+    benchmark.group = "parent-threads"
+    threads = benchmark.pedantic(w.threads_while_consuming, args=(kind,), rounds=1, iterations=1)
+    benchmark.extra_info["threads"] = threads
 
 
 @pytest.mark.parametrize("module", ["papy", "multiprocessing.pool"])

@@ -168,6 +168,187 @@ def pool_memory(n: int) -> float:
         return rss.stop()
 
 
+# -- the floor: a raw echo of chunks over two pipes per worker ------------------------
+def _echo_worker(rfd: int, wfd: int) -> None:
+    import pickle
+    import struct
+
+    def read_exact(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            part = os.read(rfd, n - len(out))
+            if not part:
+                raise EOFError
+            out += part
+        return out
+
+    while True:
+        try:
+            (size,) = struct.unpack("<I", read_exact(4))
+        except EOFError:
+            return
+        items = pickle.loads(read_exact(size))
+        reply = pickle.dumps(list(map(square, items)), 5)
+        os.write(wfd, struct.pack("<I", len(reply)) + reply)
+
+
+def pipe_echo_rate(n: int, chunksize: int = 64) -> float:
+    """items/s of the simplest correct design: one parent thread sends pickled chunks to
+    two forked workers over pipes (two chunks in flight each) and reads their replies.
+    No scheduling, no buffer, no error handling: the floor papy is measured against."""
+    import pickle
+    import select
+    import struct
+
+    ctx = multiprocessing.get_context("fork")
+    workers = []
+    for _ in range(WORKERS):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        proc = ctx.Process(target=_echo_worker, args=(req_r, rep_w), daemon=True)
+        proc.start()
+        os.close(req_r)
+        os.close(rep_w)
+        workers.append((proc, req_w, rep_r))
+
+    def run() -> int:
+        chunks = (list(range(i, min(i + chunksize, n))) for i in range(0, n, chunksize))
+        inflight = {rep_r: 0 for _, _, rep_r in workers}
+        bufs = {rep_r: b"" for _, _, rep_r in workers}
+        count = 0
+        exhausted = False
+
+        def send(req_w: int, rep_r: int) -> bool:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return False
+            data = pickle.dumps(chunk, 5)
+            os.write(req_w, struct.pack("<I", len(data)) + data)
+            inflight[rep_r] += 1
+            return True
+
+        for _, req_w, rep_r in workers:
+            for _ in range(2):
+                exhausted = not send(req_w, rep_r) or exhausted
+        by_rep = {rep_r: req_w for _, req_w, rep_r in workers}
+        while any(inflight.values()):
+            ready, _, _ = select.select([r for r, k in inflight.items() if k], [], [])
+            for rep_r in ready:
+                bufs[rep_r] += os.read(rep_r, 1 << 20)
+                buf = bufs[rep_r]
+                while len(buf) >= 4:
+                    (size,) = struct.unpack_from("<I", buf)
+                    if len(buf) < 4 + size:
+                        break
+                    for _ in pickle.loads(buf[4 : 4 + size]):
+                        count += 1
+                    buf = buf[4 + size :]
+                    inflight[rep_r] -= 1
+                    if not exhausted:
+                        exhausted = not send(by_rep[rep_r], rep_r)
+                bufs[rep_r] = buf
+        return count
+
+    try:
+        return _rate(n, run)
+    finally:
+        for proc, req_w, rep_r in workers:
+            os.close(req_w)
+            os.close(rep_r)
+            proc.join(5)
+
+
+# -- defaults, and Pool's own chunksize rule -------------------------------------------
+def pool_rule_chunksize(n: int) -> int:
+    """``Pool.map``'s choice: the input in about four chunks per worker."""
+    return max(1, -(-n // (4 * WORKERS)))
+
+
+def papy_defaults_rate(worker_type: str, n: int) -> float:
+    """``papy.imap(f, it)`` with nothing but the worker type and count."""
+    return papy_rate(worker_type, n)
+
+
+# -- K chained tasks with the defaults --------------------------------------------------
+def inc(x: int) -> int:
+    return x + 1
+
+
+def papy_chain_k(k: int, n: int) -> tuple[float, float]:
+    """(first result, total) of ``k`` chained ``x + 1`` tasks on one IMap, defaults."""
+    t0 = time.perf_counter()
+    with papy.IMap(worker_num=WORKERS) as m:
+        out: Any = range(n)
+        for _ in range(k):
+            out = m.add_task(inc, out)
+        m.start()
+        first_value = next(out)
+        first = time.perf_counter() - t0
+        count = 1 + sum(1 for _ in out)
+    assert count == n and first_value == k
+    return first, time.perf_counter() - t0
+
+
+def pool_chain_k(k: int, n: int) -> tuple[float, float]:
+    """The same with ``k`` nested ``Pool.imap`` on one pool, its defaults."""
+    t0 = time.perf_counter()
+    with multiprocessing.Pool(WORKERS) as pool:
+        out: Any = range(n)
+        for _ in range(k):
+            out = pool.imap(inc, out)
+        first_value = next(out)
+        first = time.perf_counter() - t0
+        count = 1 + sum(1 for _ in out)
+    assert count == n and first_value == k
+    return first, time.perf_counter() - t0
+
+
+# -- 10 kB in and out ----------------------------------------------------------------------
+def rot(b: bytes) -> bytes:
+    return b[1:] + b[:1]
+
+
+def payloads(n: int, size: int = 10_000) -> list[bytes]:
+    return [bytes((i & 255,)) * size for i in range(n)]
+
+
+def papy_bytes_rate(worker_type: str, items: list[bytes], **options: Any) -> float:
+    def run() -> int:
+        count = 0
+        for _ in papy.imap(rot, items, worker_type=worker_type, worker_num=WORKERS, **options):
+            count += 1
+        return count
+
+    return _rate(len(items), run)
+
+
+def pool_bytes_rate(items: list[bytes], pool: Any, chunksize: int = 1) -> float:
+    def run() -> int:
+        count = 0
+        for _ in pool.imap(rot, items, chunksize=chunksize):
+            count += 1
+        return count
+
+    return _rate(len(items), run)
+
+
+# -- threads in the parent while a process map is consumed ------------------------------
+def threads_while_consuming(kind: str, n: int = 20_000) -> int:
+    """Threads alive in this process in the middle of consuming a 2-worker process map."""
+    seen = 0
+    if kind == "papy":
+        it = papy.imap(square, range(n), worker_num=WORKERS)
+        for i, _ in enumerate(it):
+            if i == n // 2:
+                seen = threading.active_count()
+        return seen - 1  # the consuming thread itself
+    with multiprocessing.Pool(WORKERS) as pool:
+        for i, _ in enumerate(pool.imap(square, range(n), chunksize=64)):
+            if i == n // 2:
+                seen = threading.active_count()
+    return seen - 1
+
+
 # -- import time -------------------------------------------------------------------------
 def import_time(module: str, repeats: int = 7) -> float:
     """Median wall time (s) of ``import module`` in a fresh interpreter."""

@@ -63,7 +63,7 @@ MAX_BATCH_BYTES = 1 << 20
 #: no more tasklets are submitted while those in flight hold this many bytes of
 #: pickled arguments (as measured by the pool): the buffer bounds the count of
 #: results, this the memory of work on its way
-MAX_IN_FLIGHT_BYTES = 64 << 20
+MAX_IN_FLIGHT_BYTES = 8 << 20
 
 
 class Failed:

@@ -28,6 +28,7 @@ __all__ = [
     "wrap_base_exception",
     "portable_exception",
     "revive",
+    "safe_str",
     "PROTOCOL",
 ]
 
@@ -71,13 +72,37 @@ def format_tb(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+STOP_ITERATION = (
+    "{where}: the function raised StopIteration, which would end the caller's loop "
+    "early; it is reported as an error at this item instead (PEP 479)"
+)
+
+
+def safe_str(obj: Any) -> str:
+    """``str(obj)``, or a placeholder if its ``__str__`` fails."""
+    try:
+        return str(obj)
+    except BaseException:  # noqa: BLE001 - user code
+        try:
+            return f"<{type(obj).__qualname__} object: str() failed>"
+        except BaseException:  # noqa: BLE001
+            return "<unprintable object>"
+
+
 def wrap_base_exception(exc: BaseException, where: str) -> BaseException:
-    """Turn a non-``Exception`` (``SystemExit``, ``KeyboardInterrupt``) into a reportable error."""
+    """Make an item's exception safe to raise from ``next()``: a non-``Exception``
+    (``SystemExit``, ``KeyboardInterrupt``) becomes a ``TaskletAbortedError``, and a
+    ``StopIteration`` a ``RuntimeError`` (raised as it is, it would end the
+    caller's ``for`` loop silently)."""
+    if isinstance(exc, (StopIteration, StopAsyncIteration)):
+        err: BaseException = RuntimeError(STOP_ITERATION.format(where=where))
+        err.__cause__ = exc
+        return err
     if isinstance(exc, Exception):
         return exc
-    err = TaskletAbortedError(f"{where} raised {type(exc).__name__}({exc})")
-    err.exception = exc
-    return err
+    aborted = TaskletAbortedError(f"{where} raised {type(exc).__name__}({safe_str(exc)})")
+    aborted.exception = exc
+    return aborted
 
 
 def portable_exception(exc: BaseException, where: str) -> tuple[BaseException, str]:
@@ -88,16 +113,19 @@ def portable_exception(exc: BaseException, where: str) -> tuple[BaseException, s
     travels as text and becomes the ``__cause__`` again on the other side
     (:func:`revive`).
     """
-    tb = format_tb(exc)
+    try:
+        tb = format_tb(exc)
+    except BaseException:  # noqa: BLE001 - a broken exception
+        tb = f"{type(exc).__qualname__}: (its traceback could not be formatted)\n"
     exc = wrap_base_exception(exc, where)
     try:
         clone = pickle.loads(pickle.dumps(exc, PROTOCOL))
         if type(clone) is not type(exc):
             raise TypeError("its type changed in a pickle round trip")
-    except Exception as why:
+    except BaseException as why:  # noqa: BLE001 - a __reduce__ may raise anything
         exc = SerializationError(
-            f"{where} raised {type(exc).__qualname__}: {exc}; the exception itself "
-            f"could not be pickled ({why})"
+            f"{where} raised {type(exc).__qualname__}: {safe_str(exc)}; the exception "
+            f"itself could not be pickled ({safe_str(why)})"
         )
     exc.__traceback__ = None
     if isinstance(exc, TaskletAbortedError):

@@ -31,6 +31,8 @@ import pickle
 import signal
 from collections import deque
 
+from .._serialize import safe_str
+
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
@@ -50,25 +52,9 @@ _PROTOCOL = 5
 _KEEP = 8
 _KEEP_BYTES = 16 * 1024 * 1024
 
-_STOP_ITERATION = (
-    "{where}: the function raised StopIteration, which would end the caller's loop "
-    "early; it is reported as an error at this item instead (PEP 479)"
-)
-
-
-def _safe_str(obj: Any) -> str:
-    """``str(obj)``, or a placeholder if its ``__str__`` fails."""
-    try:
-        return str(obj)
-    except BaseException:  # noqa: BLE001 - user code
-        try:
-            return f"<{type(obj).__qualname__} object: str() failed>"
-        except BaseException:  # noqa: BLE001
-            return "<unprintable object>"
-
 
 def _broken_task(exc: BaseException) -> Any:
-    message = _safe_str(exc)
+    message = safe_str(exc)
 
     def fail(item: Any, *args: Any, **kwargs: Any) -> Any:
         from .._errors import SerializationError
@@ -87,8 +73,9 @@ def _failure(exc: BaseException, where: str) -> tuple[BaseException, str]:
 
 
 def _stop_iteration_error(task: int, index: int) -> tuple[BaseException, str]:
-    where = f"item {index} of task {task}"
-    err = RuntimeError(_STOP_ITERATION.format(where=where))
+    from .._serialize import STOP_ITERATION
+
+    err = RuntimeError(STOP_ITERATION.format(where=f"item {index} of task {task}"))
     return err, f"RuntimeError: {err}\n"
 
 
@@ -174,9 +161,9 @@ def _unpicklable(task: int, index: int, exc: BaseException) -> tuple[BaseExcepti
 
     err = SerializationError(
         f"the result of item {index} of task {task} could not be pickled: "
-        f"{type(exc).__name__}: {_safe_str(exc)}"
+        f"{type(exc).__name__}: {safe_str(exc)}"
     )
-    return err, f"SerializationError: {_safe_str(err)}\n"
+    return err, f"SerializationError: {safe_str(err)}\n"
 
 
 def _make_safe(task: int, first: int, values: list[Any], errors: Any) -> dict[int, Any] | None:
@@ -281,7 +268,7 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
             _exit_if_forked(exc)
             message = (
                 BROKEN,
-                f"the batch could not be unpickled in the worker: {_safe_str(exc)}",
+                f"the batch could not be unpickled in the worker: {safe_str(exc)}",
             )
         del data
         kind = message[0]

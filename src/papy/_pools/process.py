@@ -64,8 +64,11 @@ PREFETCH_HORIZON = 0.01
 PATIENCE = 0.002
 #: a worker gets a second batch only while the requests it holds are below this (bytes)
 MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024
-#: most tasklets packed into one message
+#: most tasklets packed into one message ...
 MAX_PACK = 4096
+#: ... and about this many bytes of arguments (as measured): a worker starts on a
+#: message only once it has all of it, so big ones would stall the pipeline
+PACK_BYTES = 256 * 1024
 
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT
@@ -357,7 +360,10 @@ class ProcessPool:
             ready.sort(key=lambda w: w.items)
             w = ready.pop(0)
             share = -(-self._n_pending // (len(ready) + 1))
-            want = max(1, min(share, MAX_PACK))
+            want = min(share, MAX_PACK)
+            if self._item_bytes > 0:
+                want = min(want, int(PACK_BYTES / self._item_bytes))
+            want = max(1, want)
             ranges = []
             tries = []
             while pending and want > 0:  # whole ranges: a chunk is never split

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from sys import getsizeof
 from time import monotonic
 
 from .._serialize import format_tb, revive, wrap_base_exception
@@ -32,6 +33,20 @@ def _in_thread(exc: BaseException, where: str) -> tuple[BaseException, str]:
     return wrap_base_exception(exc, where), format_tb(exc)
 
 
+def _measured(pool: ThreadPool, per_item: float, items: list[Any]) -> None:
+    """Fold one range's seconds per item and item size into the pool's averages."""
+    pool._measure_every = MEASURE_EVERY
+    t = pool._item_time  # a race between threads only blurs the average
+    pool._item_time = per_item if t < 0 else 0.8 * t + 0.2 * per_item
+    size = getsizeof(items[0]) if items else 0  # shallow: enough for bytes, arrays
+    b = pool._item_bytes
+    pool._item_bytes = size if b < 0 else 0.8 * b + 0.2 * size
+
+
+#: small ranges are timed one in this many (timing costs as much as a tiny item)
+MEASURE_EVERY = 16
+
+
 def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
     """Worker thread loop: evaluate ranges until the stop sentinel."""
     inbox = pool._inbox
@@ -50,13 +65,25 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
             while True:
                 task, first, items = job
                 d = tasks[task]
-                t0 = monotonic()
-                values, errors = _evaluate_range(
-                    d.func, d.args, d.kwargs, items, task, first, _in_thread
-                )
-                per_item = (monotonic() - t0) / max(1, len(items))
-                t = pool._item_time  # a race between threads only blurs the average
-                pool._item_time = per_item if t < 0 else 0.8 * t + 0.2 * per_item
+                measure = pool._measure_every <= 1 or len(items) > 8
+                if measure:
+                    t0 = monotonic()
+                if len(items) == 1 and not d.args and not d.kwargs:  # the common small case
+                    try:
+                        values, errors = [d.func(items[0])], None
+                    except BaseException as exc:  # noqa: BLE001 - reported at its position
+                        values, errors = (
+                            [None],
+                            {0: _in_thread(exc, f"item {first} of task {task}")},
+                        )
+                else:
+                    values, errors = _evaluate_range(
+                        d.func, d.args, d.kwargs, items, task, first, _in_thread
+                    )
+                if measure:
+                    _measured(pool, (monotonic() - t0) / max(1, len(items)), items)
+                else:
+                    pool._measure_every -= 1
                 if errors:
                     errors = {k: revive(exc, tb) for k, (exc, tb) in errors.items()}
                 put_range(task, first, values, errors)
@@ -87,6 +114,8 @@ class ThreadPool:
         self._threads: list[threading.Thread] = []
         self._waker: Waker | None = None
         self._item_time = -1.0  # seconds a tasklet takes (moving average, workers write it)
+        self._item_bytes = -1.0  # size of an item (moving average of sys.getsizeof)
+        self._measure_every = 0  # small ranges until the next one is timed
         self._closing = False
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
@@ -129,7 +158,7 @@ class ThreadPool:
 
     def cost(self) -> tuple[float, float] | None:
         """``(seconds, bytes)`` per tasklet as measured so far (None: not yet)."""
-        return None if self._item_time < 0 else (self._item_time, 0.0)
+        return None if self._item_time < 0 else (self._item_time, max(0.0, self._item_bytes))
 
     def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)

@@ -33,20 +33,36 @@ def _format_tb(exc):
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def _safe_str(obj):
+    try:
+        return str(obj)
+    except BaseException:  # noqa: BLE001 - user code
+        return "<str() failed>"
+
+
 def _failure(exc, where):
     """``(exception or None, traceback text, kind, message)`` ready to be pickled."""
-    tb = _format_tb(exc)
+    try:
+        tb = _format_tb(exc)
+    except BaseException:  # noqa: BLE001 - a broken exception
+        tb = type(exc).__qualname__ + ": (its traceback could not be formatted)\n"
+    if isinstance(exc, (StopIteration, StopAsyncIteration)):
+        # raised as it is, it would end the caller's for loop silently (PEP 479)
+        exc = RuntimeError(
+            f"{where}: the function raised StopIteration, which would end the caller's "
+            "loop early; it is reported as an error at this item instead (PEP 479)"
+        )
     if not isinstance(exc, Exception):
         name = type(exc).__name__
-        return (None, tb, "aborted", f"{where} raised {name}({exc})")
+        return (None, tb, "aborted", f"{where} raised {name}({_safe_str(exc)})")
     try:
         clone = pickle.loads(pickle.dumps(exc, PROTOCOL))
         if type(clone) is not type(exc):
             raise TypeError("its type changed in a pickle round trip")
-    except Exception as why:  # noqa: BLE001 - anything may go wrong in user code
+    except BaseException as why:  # noqa: BLE001 - anything may go wrong in user code
         message = (
-            f"{where} raised {type(exc).__qualname__}: {exc}; "
-            f"the exception itself could not be pickled ({why})"
+            f"{where} raised {type(exc).__qualname__}: {_safe_str(exc)}; "
+            f"the exception itself could not be pickled ({_safe_str(why)})"
         )
         return (None, tb, "serialization", message)
     exc.__traceback__ = None
@@ -111,7 +127,7 @@ class Worker:
                 values.append((False, _failure(exc, where)))
         try:
             return pickle.dumps(values, PROTOCOL)
-        except Exception:  # noqa: BLE001 - find the culprits one by one
+        except BaseException:  # noqa: BLE001 - find the culprits one by one
             return self._dumps_one_by_one(batch, values)
 
     @staticmethod
@@ -122,7 +138,10 @@ class Worker:
             try:
                 pickle.dumps(value, PROTOCOL)
                 safe.append(value)
-            except Exception as exc:  # noqa: BLE001 - reported at the item
-                message = f"the result of item {index} of task {task} could not be pickled: {exc!r}"
-                safe.append((False, (None, _format_tb(exc), "serialization", message)))
+            except BaseException as exc:  # noqa: BLE001 - reported at the item
+                message = (
+                    f"the result of item {index} of task {task} could not be pickled: "
+                    f"{type(exc).__name__}: {_safe_str(exc)}"
+                )
+                safe.append((False, (None, "", "serialization", message)))
         return pickle.dumps(safe, PROTOCOL)
