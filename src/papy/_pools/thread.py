@@ -84,9 +84,12 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
                     _measured(pool, (monotonic() - t0) / max(1, len(items)), items)
                 else:
                     pool._measure_every -= 1
-                if errors:
-                    errors = {k: revive(exc, tb) for k, (exc, tb) in errors.items()}
-                put_range(task, first, values, errors)
+                put_range(
+                    task,
+                    first,
+                    values,
+                    {k: revive(exc, tb) for k, (exc, tb) in errors.items()} if errors else None,
+                )
                 if extra <= 0 or monotonic() - started > PATIENCE:
                     break
                 try:
