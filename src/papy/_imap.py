@@ -401,6 +401,10 @@ class IMap:
         sched = _scheduler.Scheduler(
             n, self.stride, buffer, self.ordered, self.skip, self.deadlock_grace
         )
+        defs = {
+            i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
+            for i, t in enumerate(self._tasks)
+        }
         pool = make_pool(
             PoolConfig(
                 self.worker_type,
@@ -409,15 +413,13 @@ class IMap:
                 self.start_method,
                 self.retries,
                 self._pool_options,
-            )
+            ),
+            defs,
+            self.name,
         )
         from ._pools._io import Waker
 
         waker = Waker()
-        defs = {
-            i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
-            for i, t in enumerate(self._tasks)
-        }
         chunk = self._chunk_for(buffer)
         # Workers first: a process is best forked before this map starts threads.
         pool.start(defs, Sink(sched, waker), waker, self.name)

@@ -95,38 +95,53 @@ class PoolConfig(
 NEEDS_PICKLE = {"process"}
 
 
-def make_pool(config: PoolConfig) -> Any:
-    """Build the pool for ``config``.
+def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "papy") -> Any:
+    """Build the pool for ``config``; remote slots are connected (and ``tasks``
+    defined on them) here, where their kind of server becomes known.
 
     * ``worker_type == 'executor'``: an :class:`~papy._pools.executor.ExecutorPool`
       over ``options['executor']`` (any ``concurrent.futures.Executor``);
-    * remote slots only (``worker_num == 0``): a :class:`~papy._pools.remote.RemotePool`;
-    * local workers and remote slots: a :class:`~papy._pools.composite.CompositePool`
-      dispatching each batch to the less loaded of the two;
-    * otherwise the local thread or process pool.
+    * local process workers and papy's remote servers: one
+      :class:`~papy._pools.process.ProcessPool`, all served by the same I/O path;
+    * local thread workers: a :class:`~papy._pools.thread.ThreadPool`;
+    * stock RPyC classic servers: a :class:`~papy._pools.remote.RemotePool`;
+    * more than one of these: a :class:`~papy._pools.composite.CompositePool`
+      dispatching each batch to the least loaded.
     """
     options = config.options if isinstance(config.options, dict) else {}
     if config.worker_type == "executor":
         from .executor import ExecutorPool
 
         return ExecutorPool(options.get("executor"), config.worker_num, config.retries)
-    local: Any = None
-    if config.worker_num > 0 or not config.remote:
-        if config.worker_type == "thread":
+    links: list[Any] = []
+    if config.remote:
+        from .remote import open_links
+
+        links = open_links(config.remote, tasks or {}, options.get("remote_ssl"), name)
+    papy_links = [link for link in links if link.kind == "papy"]
+    classic_links = [link for link in links if link.kind != "papy"]
+    sides: list[Any] = []
+    local = config.worker_num if (config.worker_num > 0 or not config.remote) else 0
+    try:
+        if config.worker_type == "thread" and local:
             from .thread import ThreadPool
 
-            local = ThreadPool(config.worker_num)
-        else:
+            sides.append(ThreadPool(local))
+            local = 0
+        if local or papy_links:
             from .process import ProcessPool
 
-            local = ProcessPool(config.worker_num, config.start_method, config.retries)
-    if not config.remote:
-        return local
-    from .remote import RemotePool
+            sides.append(ProcessPool(local, config.start_method, config.retries, papy_links))
+        if classic_links:
+            from .remote import RemotePool
 
-    remote = RemotePool(config.remote, config.retries, options.get("remote_ssl"))
-    if local is None:
-        return remote
+            sides.append(RemotePool(classic_links, config.retries))
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+    if len(sides) == 1:
+        return sides[0]
     from .composite import CompositePool
 
-    return CompositePool(local, remote)
+    return CompositePool(sides)

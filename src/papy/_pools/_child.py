@@ -133,6 +133,7 @@ def _evaluate_range(
 
 #: set in a process forked by the task's function (a worker's at-fork hook)
 _forked = False
+_hooked = False
 
 
 def _mark_forked() -> None:
@@ -250,8 +251,10 @@ class _Endpoint:
 
 def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
     """Answer requests from ``endpoint`` until EXIT or until the other side goes away."""
-    if hasattr(os, "register_at_fork"):
+    global _hooked
+    if not _hooked and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_mark_forked)
+        _hooked = True
     tasks = {} if tasks is None else tasks
     # the last ranges answered, for a SPLIT request: ((seq, k), (task, first, values, errors), size)
     kept: deque[tuple[tuple[int, int], tuple[Any, ...], int]] = deque()

@@ -1,10 +1,16 @@
-"""Local workers and remote slots behind one pool interface.
+"""Several pools behind one pool interface: local workers and remote servers.
 
 ``IMap(worker_num=2, worker_remote=[("host", 4)])`` evaluates on 2 local workers
-and 4 remote slots. Each batch goes to the side with the lower share of
-unanswered tasklets per worker (ties go to the local side), so a fast side
-takes more of the work. Batches that the remote side can no longer run (every
-remote slot lost) are handed to the local workers instead of failing.
+and 4 remote slots. Local process workers and papy's servers are one
+:class:`~papy._pools.process.ProcessPool` already; a composite joins what
+cannot be one: local *thread* workers, remote workers of a
+:class:`~papy._pools.process.ProcessPool`, stock classic servers
+(:class:`~papy._pools.remote.RemotePool`).
+
+Each batch goes to the side with the lowest share of unanswered tasklets per
+worker (ties go to the first, local side), so a fast side takes more of the
+work. Batches that a remote side can no longer run (every slot lost) go to
+the first side instead of failing.
 """
 
 from __future__ import annotations
@@ -22,64 +28,99 @@ __all__ = ["CompositePool"]
 
 
 class CompositePool:
-    """``local`` (a thread or process pool) plus ``remote`` (a RemotePool)."""
+    """``sides``: the first is the local pool (or the first remote one)."""
 
     kind = "composite"
 
-    def __init__(self, local: Any, remote: Any) -> None:
-        self.local = local
-        self.remote = remote
-        self.size = local.size + remote.size
+    def __init__(self, sides: list[Any]) -> None:
+        self.sides = sides
+        self.size = sum(side.size for side in sides)
         self._sched: Any = None
         self._waker: Waker | None = None
-        self._fallback: deque[list[tuple[int, int, Any]]] = deque()  # from remote threads
+        self._load = [0] * len(sides)  # tasklets given to each side and not yet back (estimate)
+        self._fallback: deque[list[tuple[int, int, list[Any]]]] = deque()  # from any thread
+
+    @property
+    def local(self) -> Any:
+        return self.sides[0]
+
+    @property
+    def remote(self) -> Any:
+        return self.sides[-1]
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
-        """Connect the remote slots first (the likelier to fail), then start local workers."""
+        """Start the remote sides first (the likelier to fail), then the local one."""
         self._sched = sink.sched
         self._waker = waker
-        self.remote.fallback = self._to_local
-        self.remote.start(tasks, sink, waker, name)
+        started: list[Any] = []
         try:
-            self.local.start(tasks, sink, waker, name)
+            for side in reversed(self.sides):
+                if side is not self.sides[0]:
+                    side.fallback = self._to_first
+                side.start(tasks, sink, waker, name)
+                started.append(side)
         except BaseException:
-            self.remote.shutdown(0.2)
+            for side in started:
+                side.shutdown(0.2)
             raise
 
-    def _to_local(self, batch: list[tuple[int, int, Any]]) -> None:
-        """(a remote slot's thread) The remote side gives up ``batch``: the local
-        workers run it, handed over by the driving thread's next ``pump``."""
+    def _to_first(self, batch: list[Any]) -> None:
+        """(any thread) A side gives up ``batch`` (no worker left): the first side
+        runs it, handed over by the driving thread's next ``pump``."""
+        if batch and len(batch[0]) == 3 and not isinstance(batch[0][2], list):
+            batch = [(task, index, [item]) for task, index, item in batch]  # tasklets
         self._fallback.append(batch)
         if self._waker is not None:
             self._waker.wake()
 
     def submit_range(self, task: int, first: int, items: list[Any]) -> None:
-        n = len(items)
-        remote_slots = self.remote.alive()
-        # what is in flight on the remote side is what the scheduler holds minus ours
-        in_flight = self._sched.in_flight
-        remote_items = self.remote.load()
-        local_items = max(0, in_flight - remote_items - n)
-        side = "local"
-        if remote_slots:
-            local_share = (local_items + n) / self.local.size
-            remote_share = (remote_items + n) / remote_slots
-            if remote_share < local_share:
-                side = "remote"
-        (self.remote if side == "remote" else self.local).submit_range(task, first, items)
+        best, best_share = 0, None
+        for i, side in enumerate(self.sides):
+            alive = side.alive()
+            if not alive:
+                continue
+            share = (_load(side) + len(items)) / alive
+            if best_share is None or share < best_share:
+                best, best_share = i, share
+        self.sides[best].submit_range(task, first, items)
 
     def pump(self, timeout: float) -> None:
         while self._fallback:
-            for task, index, item in self._fallback.popleft():
-                self.local.submit_range(task, index, [item])
-        self.local.pump(timeout)
+            for task, first, items in self._fallback.popleft():
+                self.sides[0].submit_range(task, first, items)
+        # the side that polls its own connections waits; the others deliver from
+        # their threads and wake it (the waker is in every poll)
+        poller = next((s for s in self.sides if s.kind == "process"), self.sides[0])
+        for side in self.sides:
+            if side is not poller and side.kind == "process":
+                side.pump(0)
+        poller.pump(timeout)
+
+    def cost(self) -> tuple[float, float] | None:
+        costs = [c for side in self.sides if hasattr(side, "cost") and (c := side.cost())]
+        if not costs:
+            return None
+        return max(c[0] for c in costs), max(c[1] for c in costs)
 
     def shutdown(self, timeout: float = 1.0) -> None:
-        try:
-            self.remote.shutdown(timeout)
-        finally:
-            self.local.shutdown(timeout)
+        for side in reversed(self.sides):
+            try:
+                side.shutdown(timeout)
+            except Exception:  # noqa: BLE001 - stop the others anyway
+                pass
 
     def alive(self) -> int:
-        local = self.local.alive() if hasattr(self.local, "alive") else self.local.size
-        return int(local) + int(self.remote.alive())
+        return sum(int(side.alive()) for side in self.sides)
+
+    def servers(self) -> list[dict[str, Any]]:
+        return [info for side in self.sides if hasattr(side, "servers") for info in side.servers()]
+
+    @property
+    def lost(self) -> int:
+        return sum(getattr(side, "lost", 0) for side in self.sides)
+
+
+def _load(side: Any) -> int:
+    """Tasklets a side holds (queued or being evaluated), as well as it can tell."""
+    load = getattr(side, "load", None)
+    return int(load()) if load is not None else 0

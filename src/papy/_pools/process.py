@@ -1,17 +1,21 @@
-"""Process workers: two pipes per worker, driven by the thread that drives the map.
+"""Process workers - local ones and papy's remote servers - driven by the thread
+that drives the map.
 
-Data flow (everything in the parent happens in :meth:`ProcessPool.pump`, called
-by the map's driving thread - a consumer waiting for a result, or the map's
-helper thread when no consumer is waiting)::
+A worker is a *channel*: two pipes to a local process (started here), or one
+TCP (or TLS) connection to papy's remote server, switched from RPyC to the
+same framed messages once the tasks are defined. Both are served by the same
+code. Data flow (everything in the parent happens in :meth:`ProcessPool.pump`,
+called by the map's driving thread - a consumer waiting for a result, or the
+map's helper thread when no consumer is waiting)::
 
     submit_range(task, first, items) ─► pending ranges ─► dispatch: the least loaded
         worker with room gets a batch (several ranges packed into one message)
                                            │ queued on its channel, written as the
-                                           ▼ pipe takes it (never blocking)
-    worker: _child.serve ── evaluates in order ── one reply per batch (one pickle)
+                                           ▼ pipe or socket takes it (never blocking)
+    worker: _child.serve ── evaluates in order ── one reply per range (one pickle)
                                            │
     pump ◄── poll(replies, process sentinels, waker) ◄─┘  reads what has arrived,
-        └─► scheduler.put_range (a whole batch at once)    delivers, dispatches more
+        └─► scheduler.put_range (a whole range at once)    delivers, dispatches more
 
 * A worker holds at most ``PREFETCH`` batches, and a second one only while the
   first is quick (measured) and the bytes in flight stay under
@@ -19,10 +23,11 @@ helper thread when no consumer is waiting)::
   worker's pipes never fill with work another worker could do.
 * Reading and writing are non-blocking and done by one thread, so a full pipe
   in one direction can never stop the other: no deadlock with large items.
-* A dead worker (EOF on its pipe, or its process sentinel): the batch it was
-  evaluating fails with ``WorkerLostError`` (or runs again, up to ``retries``
-  times), its other batches go back to the front of the queue, and a fresh
-  worker takes its place.
+* A dead worker (EOF, a process sentinel, a broken connection): the range it
+  was evaluating fails with ``WorkerLostError`` (or runs again, up to
+  ``retries`` times), its other ranges go back to the front of the queue; a
+  local worker is replaced at once, a remote one is not (with none left, what
+  waits goes to the composite pool's local side, or fails).
 
 The function of each task is pickled once (by IMap) and sent once to every
 worker (again to a replacement), never with each item.
@@ -49,6 +54,7 @@ from ._lifeline import register_parent_fd, unregister_parent_fd
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from . import Sink, TaskDefs
@@ -72,6 +78,8 @@ PACK_BYTES = 256 * 1024
 
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT
+#: what an fd the poll watches is to its worker
+_READ, _WRITE, _SENTINEL, _SOCKET = 0, 1, 2, 3
 
 
 class _Batch:
@@ -98,6 +106,7 @@ class _Worker:
     __slots__ = (
         "index",
         "proc",
+        "link",
         "channel",
         "sentinel",
         "outstanding",
@@ -110,10 +119,11 @@ class _Worker:
         "dead",
     )
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, link: Any = None) -> None:
         self.index = index
         self.proc: Any = None
-        self.channel: PipeChannel | None = None
+        self.link = link  # a remote worker: its connection to papy's server
+        self.channel: Any = None  # PipeChannel (local) or SocketChannel (remote)
         self.sentinel = -1
         self.outstanding: deque[_Batch] = deque()
         self.items = 0  # tasklets held
@@ -136,10 +146,19 @@ def _describe_exit(code: int | None) -> str:
     return f"it exited with code {code}"
 
 
-def _errors_of(errors: dict[int, Any] | None) -> dict[int, BaseException] | None:
+def _errors_of(errors: dict[int, Any] | None, where: str = "") -> dict[int, BaseException] | None:
+    """Revive a reply's ``{offset: (exception, traceback text)}``; ``where`` names a
+    remote worker in the traceback."""
     if not errors:
         return None
-    return {k: revive(exc, tb) if tb else exc for k, (exc, tb) in errors.items()}
+    return {
+        k: revive(exc, f"{tb.rstrip()}\n({where})\n" if where else tb) if tb else exc
+        for k, (exc, tb) in errors.items()
+    }
+
+
+def _where(w: _Worker) -> str:
+    return f"on remote worker {w.link.label}, pid {w.link.pid}" if w.link is not None else ""
 
 
 class ProcessPool:
@@ -147,11 +166,18 @@ class ProcessPool:
 
     kind = "process"
 
-    def __init__(self, size: int, start_method: str | None = None, retries: int = 0) -> None:
-        self.size = size
+    def __init__(
+        self,
+        size: int,
+        start_method: str | None = None,
+        retries: int = 0,
+        links: Sequence[Any] = (),
+    ) -> None:
+        self.size = size + len(links)
         self.retries = retries
         self.start_method = start_method
         self._workers = [_Worker(i) for i in range(size)]
+        self._workers += [_Worker(size + i, link) for i, link in enumerate(links)]
         self._pending: deque[list[Any]] = deque()  # [task, first, items, tries], in order
         self._n_pending = 0  # tasklets in _pending
         self._poll = select.poll()
@@ -165,6 +191,9 @@ class ProcessPool:
         self._item_time = -1.0  # seconds a tasklet takes, worker and pipes (moving average)
         self._item_bytes = -1.0  # bytes of pickled arguments per tasklet (moving average)
         self.lost = 0  # workers lost so far
+        #: called with ``[(task, first, items), ...]`` that no worker is left to run
+        #: (every remote worker lost; set by a composite pool); None: they fail
+        self.fallback: Callable[[list[tuple[int, int, list[Any]]]], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
@@ -179,7 +208,10 @@ class ProcessPool:
         self._poll.register(waker.fileno(), _POLLIN)
         try:
             for w in self._workers:
-                self._spawn(w)
+                if w.link is None:
+                    self._spawn(w)
+                else:
+                    self._attach(w)
         except BaseException:
             self.shutdown(0.2)
             raise
@@ -245,11 +277,54 @@ class ProcessPool:
         w.polling_out = False
         w.free_since = monotonic()
         w.channel.send(self._defs_msg)
-        for fd, role in ((rep_r, 0), (w.sentinel, 2)):
+        self._watch(w)
+        self._flush(w)
+
+    def _attach(self, w: _Worker) -> None:
+        """Switch ``w``'s connection to papy's server over to framed messages."""
+        from ._io import SocketChannel
+
+        w.link.stream()  # the tasks were defined over RPyC already
+        w.channel = SocketChannel(w.link.sock)
+        w.outstanding = deque()
+        w.items = w.nbytes = 0
+        w.free_since = monotonic()
+        self._watch(w)
+
+    # -- which fds the poll watches -------------------------------------------
+    def _watch(self, w: _Worker) -> None:
+        channel = w.channel
+        if w.link is not None:
+            self._fds[channel.rfd] = (w, _SOCKET)
+            self._poll.register(channel.rfd, _POLLIN)
+            return
+        for fd, role in ((channel.rfd, _READ), (w.sentinel, _SENTINEL)):
             self._fds[fd] = (w, role)
             self._poll.register(fd, _POLLIN)
-        self._fds[req_w] = (w, 1)
-        self._flush(w)
+        self._fds[channel.wfd] = (w, _WRITE)
+
+    def _watch_out(self, w: _Worker, on: bool) -> None:
+        """Watch (or stop watching) ``w``'s connection for room to write."""
+        w.polling_out = on
+        channel = w.channel
+        if w.link is not None:
+            self._poll.modify(channel.rfd, _POLLIN | _POLLOUT if on else _POLLIN)
+        elif on:
+            self._poll.register(channel.wfd, _POLLOUT)
+        else:
+            self._poll.unregister(channel.wfd)
+
+    def _unwatch(self, w: _Worker) -> None:
+        channel = w.channel
+        for fd in {channel.rfd, channel.wfd, w.sentinel}:
+            if fd < 0:
+                continue
+            self._fds.pop(fd, None)
+            try:
+                self._poll.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        w.polling_out = False
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop every worker: idle ones are asked to exit, busy ones are terminated
@@ -258,6 +333,9 @@ class ProcessPool:
         exit_msg = pickle.dumps((EXIT,), PROTOCOL)
         procs = []
         for w in self._workers:
+            if w.link is not None:
+                w.link.close()  # the server sees EOF and ends that connection
+                continue
             if w.proc is None:
                 continue
             procs.append(w.proc)
@@ -294,19 +372,16 @@ class ProcessPool:
         """Forget ``w``'s process and close the parent's ends of its pipes."""
         channel = w.channel
         if channel is not None:
-            unregister_parent_fd(channel.rfd, channel.wfd)
-            for fd in (channel.rfd, w.sentinel):
-                self._fds.pop(fd, None)
-                try:
-                    self._poll.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
-            self._fds.pop(channel.wfd, None)
-            for fd in (channel.rfd, channel.wfd):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self._unwatch(w)
+            if w.link is not None:
+                w.link.close()
+            else:
+                unregister_parent_fd(channel.rfd, channel.wfd)
+                for fd in (channel.rfd, channel.wfd):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
             w.channel = None
         proc = w.proc
         if proc is not None and proc.exitcode is not None:
@@ -322,10 +397,34 @@ class ProcessPool:
         return self._item_time, self._item_bytes
 
     def alive(self) -> int:
-        return sum(1 for w in self._workers if w.proc is not None and w.proc.is_alive())
+        """Workers that can take work: live processes and connected servers."""
+        return sum(
+            1
+            for w in self._workers
+            if (w.link is not None and not w.dead) or (w.proc is not None and w.proc.is_alive())
+        )
+
+    def load(self) -> int:
+        """Tasklets waiting for a worker or held by one."""
+        return self._n_pending + sum(w.items for w in self._workers)
 
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers if w.proc is not None]
+
+    def servers(self) -> list[dict[str, Any]]:
+        """Who answers each remote worker: address, kind of server, pid, host, Python."""
+        return [
+            {
+                "address": w.link.label,
+                "kind": w.link.kind,
+                "pid": w.link.pid,
+                "hostname": w.link.hostname,
+                "python": w.link.python,
+                "alive": not w.dead,
+            }
+            for w in self._workers
+            if w.link is not None
+        ]
 
     # -- submitting -------------------------------------------------------------
     def submit_range(self, task: int, first: int, items: list[Any]) -> None:
@@ -356,6 +455,9 @@ class ProcessPool:
             return
         now = monotonic()
         ready = [w for w in self._workers if self._capacity(w, now)]
+        if not ready and all(w.dead for w in self._workers):
+            self._orphans("every worker was lost")
+            return
         while pending and ready:
             ready.sort(key=lambda w: w.items)
             w = ready.pop(0)
@@ -426,12 +528,8 @@ class ProcessPool:
             done = channel.flush()
         except EOFError:
             done = True  # the worker is gone: its EOF or sentinel says so next
-        if done != (not w.polling_out):
-            w.polling_out = not done
-            if w.polling_out:
-                self._poll.register(channel.wfd, _POLLOUT)
-            else:
-                self._poll.unregister(channel.wfd)
+        if done == w.polling_out:
+            self._watch_out(w, not done)
 
     # -- the driving thread's work ----------------------------------------------
     def pump(self, timeout: float) -> None:
@@ -441,24 +539,32 @@ class ProcessPool:
         for w in self._workers:
             if w.channel is not None and w.channel.unsent and not w.dead:
                 self._flush(w)
+        lost: list[_Worker] = []  # handled last: a replacement may reuse fd numbers
+        for w in self._workers:  # TLS: whole messages may wait inside the SSL object
+            if w.link is not None and not w.dead and w.channel is not None and w.channel.buffered:
+                timeout = 0
+                if not self._receive(w):
+                    lost.append(w)
         try:
             events = self._poll.poll(max(0, int(timeout * 1000 + 0.999)))
         except InterruptedError:
-            return
-        if not events:
-            return
-        lost: list[_Worker] = []  # handled after the loop: a replacement may reuse fd numbers
-        for fd, _event in events:
+            events = []
+        for fd, event in events:
             entry = self._fds.get(fd)
             if entry is None:
                 continue  # the waker (the caller disarms it)
             w, role = entry
             if w.dead or w.channel is None or w in lost:
                 continue
-            if role == 0:
+            if role == _SOCKET:
+                if event & _POLLOUT:
+                    self._flush(w)
+                if event & _POLLIN and not self._receive(w):
+                    lost.append(w)
+            elif role == _READ:
                 if not self._receive(w):
                     lost.append(w)
-            elif role == 1:
+            elif role == _WRITE:
                 self._flush(w)
             else:
                 lost.append(w)
@@ -499,9 +605,10 @@ class ProcessPool:
         kind = message[0] if message is not None else -1
         if kind == OK:
             _, task, first, values, errors = message
-            self._sched.put_range(task, first, values, _errors_of(errors))
+            self._sched.put_range(task, first, values, _errors_of(errors, _where(w)))
         elif kind == SPLIT:
-            self._deliver_split(*message[1:])
+            _, task, first, blobs, errors = message
+            self._deliver_split(task, first, blobs, errors, _where(w))
         elif kind == BROKEN:  # the whole message: every range it holds
             for task, first, items in batch.ranges[k:]:
                 self._fail_range(task, first, len(items), SerializationError, message[1])
@@ -546,8 +653,10 @@ class ProcessPool:
         assert w.channel is not None
         w.channel.send(data)
 
-    def _deliver_split(self, task: int, first: int, blobs: list[bytes | None], errors: Any) -> None:
-        errors = _errors_of(errors) or {}
+    def _deliver_split(
+        self, task: int, first: int, blobs: list[bytes | None], errors: Any, where: str = ""
+    ) -> None:
+        errors = _errors_of(errors, where) or {}
         values: list[Any] = []
         for k, blob in enumerate(blobs):
             value = None
@@ -588,21 +697,25 @@ class ProcessPool:
             except EOFError:
                 pass
         w.dead = True
-        proc = w.proc
-        proc.join(0.5)
-        reason = _describe_exit(proc.exitcode)
-        pid = proc.pid
+        if w.link is not None:
+            pid, reason = w.link.pid, "the connection was closed (the server died or was cut off)"
+            what = f"remote worker {w.link.label} (pid {pid})"
+        else:
+            proc = w.proc
+            proc.join(0.5)
+            pid, reason = proc.pid, _describe_exit(proc.exitcode)
+            what = f"worker process {pid}"
         outstanding = list(w.outstanding)
         w.outstanding.clear()
         w.items = w.nbytes = 0
-        if w.polling_out and channel is not None:
-            self._poll.unregister(channel.wfd)
-            w.polling_out = False
         self._release(w)
         if self._closing or _exiting():
             return
         self.lost += 1
-        logger().warning("worker process %s was lost (%s); starting a new one", pid, reason)
+        if w.link is None:
+            logger().warning("%s was lost (%s); starting a new one", what, reason)
+        else:
+            logger().warning("%s was lost (%s)", what, reason)
         again: list[list[Any]] = []
         culprit = True
         for batch in outstanding:
@@ -628,7 +741,7 @@ class ProcessPool:
                         first,
                         len(items),
                         WorkerLostError,
-                        f"worker process {pid} was lost while evaluating it: {reason}",
+                        f"{what} was lost while evaluating it: {reason}",
                     )
                 else:
                     again.append([task, first, items, t + 1])
@@ -637,7 +750,21 @@ class ProcessPool:
         for entry in reversed(again):  # first in line again, in their order
             self._pending.appendleft(entry)
             self._n_pending += len(entry[2])
-        self._spawn(w)
+        if w.link is None:
+            self._spawn(w)
+        elif not any(not x.dead for x in self._workers):
+            self._orphans(f"every worker was lost (the last: {what}, {reason})")
+
+    def _orphans(self, why: str) -> None:
+        """No worker is left: hand what waits to the fallback, or fail it."""
+        pending = list(self._pending)
+        self._pending.clear()
+        self._n_pending = 0
+        if self.fallback is not None:
+            self.fallback([(task, first, items) for task, first, items, _ in pending])
+            return
+        for task, first, items, _ in pending:
+            self._fail_range(task, first, len(items), WorkerLostError, f"not evaluated: {why}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ import pickle
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._errors import PapyError, SerializationError, TaskletAbortedError, WorkerLostError
@@ -51,6 +51,7 @@ __all__ = [
     "RemoteConnectionError",
     "RemotePool",
     "connect",
+    "open_links",
     "ssl_context",
 ]
 
@@ -129,6 +130,8 @@ class Link:
         self.python: tuple[int, ...] = ()
         self.define: Callable[[int, bytes], None] = lambda task, payload: None
         self.run: Callable[[bytes], Any] = lambda data: None  # returns an rpyc AsyncResult
+        self.streaming = False  # the connection carries papy's framed messages now
+        self._stream: Any = None
 
     @property
     def label(self) -> str:
@@ -141,13 +144,29 @@ class Link:
         except OSError:
             pass
 
+    def stream(self) -> None:
+        """(papy's server) Leave RPyC: the server now serves papy's framed messages
+        (``_child.serve``) on this connection, as a local worker does on its pipes."""
+        import rpyc
+
+        if self.kind != "papy":
+            raise RemoteConnectionError(
+                f"{self.label} is a classic server: it has no framed stream", self.host, self.port
+            )
+        self._stream = rpyc.async_(self.conn.root.stream)
+        self._stream()  # its reply never comes: the server's handler runs until we close
+        self.streaming = True
+
     def close(self) -> None:
         """Close the connection; never blocks on a busy server."""
         self.abort()
-        try:
-            self.conn.close()
-        except BaseException:  # noqa: BLE001, S110 - it is going away anyway
-            pass
+        if self.streaming:  # RPyC must not write its goodbye into the framed stream
+            self.conn._closed = True
+        else:
+            try:
+                self.conn.close()
+            except BaseException:  # noqa: BLE001, S110 - it is going away anyway
+                pass
         try:
             self.sock.close()
         except OSError:
@@ -268,6 +287,64 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
+def open_links(
+    remote: Sequence[tuple[str, int, int]],
+    tasks: TaskDefs,
+    ssl_options: Mapping[str, Any] | None = None,
+    name: str = "papy",
+) -> list[Link]:
+    """Connect every remote slot (``(host, port, n)``: ``n`` connections) and define
+    every task on it, in parallel. Any failure closes them all and raises
+    :class:`RemoteConnectionError` naming the server."""
+    ctx = ssl_context(ssl_options) if ssl_options is not None else None
+    server_hostname = (ssl_options or {}).get("server_hostname")
+    payloads = {
+        task: d.payload if d.payload is not None else dumps_function(d.func, d.args, d.kwargs)
+        for task, d in tasks.items()
+    }
+    slots = [(host, port) for host, port, n in remote for _ in range(n)]
+    links: list[Link | None] = [None] * len(slots)
+    errors: list[BaseException | None] = [None] * len(slots)
+
+    def open_slot(i: int) -> None:
+        host, port = slots[i]
+        try:
+            link = connect(host, port, ctx, server_hostname)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors[i] = exc
+            return
+        links[i] = link
+        try:
+            for task, payload in payloads.items():
+                link.define(task, payload)
+        except BaseException as exc:  # noqa: BLE001
+            err = RemoteConnectionError(
+                f"remote worker {link.label} refused the task definitions: {_describe(exc)}",
+                host,
+                port,
+            )
+            err.__cause__ = exc
+            errors[i] = err
+
+    openers = [
+        threading.Thread(target=open_slot, args=(i,), name=f"{name}-connect-{i}", daemon=True)
+        for i in range(1, len(slots))
+    ]
+    for t in openers:
+        t.start()
+    if slots:
+        open_slot(0)
+    for t in openers:
+        t.join()
+    failed = next((e for e in errors if e is not None), None)
+    if failed is not None:
+        for link in links:
+            if link is not None:
+                link.close()
+        raise failed
+    return [link for link in links if link is not None]
+
+
 # -- the pool -----------------------------------------------------------------
 class _Batch:
     """A batch assigned to a slot: its items (for a fallback), ids and bytes."""
@@ -323,27 +400,22 @@ class _Slot:
 
 
 class RemotePool:
-    """Remote slots: ``remote`` is a sequence of ``(host, port, n)``."""
+    """Remote slots over RPyC calls, one thread each: the stock *classic* servers,
+    which cannot switch to papy's framed stream (papy's own servers are workers
+    of a :class:`~papy._pools.process.ProcessPool`). ``links`` are connected
+    and have every task defined (:func:`open_links`)."""
 
     kind = "remote"
 
-    def __init__(
-        self,
-        remote: tuple[tuple[str, int, int], ...],
-        retries: int = 0,
-        ssl_options: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, links: Sequence[Link], retries: int = 0) -> None:
         self._lock = threading.Lock()
-        self._slots = [
-            _Slot(i, host, port)
-            for i, (host, port, n) in enumerate((h, p, n) for h, p, n in remote for _ in range(n))
-        ]
-        for i, slot in enumerate(self._slots):
-            slot.index = i
+        self._slots = []
+        for i, link in enumerate(links):
+            slot = _Slot(i, link.host, link.port)
+            slot.link = link
+            self._slots.append(slot)
         self.size = len(self._slots)
         self.retries = retries
-        self._ssl = ssl_context(ssl_options) if ssl_options is not None else None
-        self._server_hostname = (ssl_options or {}).get("server_hostname")
         self._deliver: Deliver | None = None
         self._waker: Any = None
         self._closing = False
@@ -355,54 +427,10 @@ class RemotePool:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
-        """Connect every slot and define every task on it (in parallel)."""
+        """Start each slot's thread (the slots are connected already)."""
         self._deliver = sink.put_many
         self._waker = waker
         self._name = name
-        payloads = {
-            task: d.payload if d.payload is not None else dumps_function(d.func, d.args, d.kwargs)
-            for task, d in tasks.items()
-        }
-        errors: list[BaseException | None] = [None] * self.size
-
-        def open_slot(slot: _Slot) -> None:
-            try:
-                link = connect(slot.host, slot.port, self._ssl, self._server_hostname)
-            except BaseException as exc:  # noqa: BLE001 - re-raised by start()
-                errors[slot.index] = exc
-                return
-            slot.link = link
-            try:
-                for task, payload in payloads.items():
-                    link.define(task, payload)
-            except BaseException as exc:  # noqa: BLE001
-                err = RemoteConnectionError(
-                    f"remote worker {link.label} refused the task definitions: {_describe(exc)}",
-                    slot.host,
-                    slot.port,
-                )
-                err.__cause__ = exc
-                errors[slot.index] = err
-
-        openers = [
-            threading.Thread(
-                target=open_slot, args=(s,), name=f"{name}-connect-{s.index}", daemon=True
-            )
-            for s in self._slots[1:]
-        ]
-        for t in openers:
-            t.start()
-        if self._slots:
-            open_slot(self._slots[0])
-        for t in openers:
-            t.join()
-        failed = next((e for e in errors if e is not None), None)
-        if failed is not None:
-            for slot in self._slots:
-                if slot.link is not None:
-                    slot.link.close()
-                    slot.link = None
-            raise failed
         for slot in self._slots:
             slot.wake_r, slot.wake_w = os.pipe()
             os.set_blocking(slot.wake_r, False)

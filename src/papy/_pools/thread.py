@@ -90,6 +90,8 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
                     values,
                     {k: revive(exc, tb) for k, (exc, tb) in errors.items()} if errors else None,
                 )
+                with pool._done_lock:
+                    pool._done += len(items)
                 if extra <= 0 or monotonic() - started > PATIENCE:
                     break
                 try:
@@ -119,6 +121,9 @@ class ThreadPool:
         self._item_time = -1.0  # seconds a tasklet takes (moving average, workers write it)
         self._item_bytes = -1.0  # size of an item (moving average of sys.getsizeof)
         self._measure_every = 0  # small ranges until the next one is timed
+        self._submitted = 0  # tasklets submitted (the driving thread counts)
+        self._done = 0  # tasklets evaluated (the workers count, under _done_lock)
+        self._done_lock = threading.Lock()
         self._closing = False
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
@@ -131,7 +136,12 @@ class ThreadPool:
             self._threads.append(t)
 
     def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        self._submitted += len(items)
         self._inbox.put((task, first, items))
+
+    def load(self) -> int:
+        """Tasklets queued or being evaluated (as well as the threads' count tells)."""
+        return max(0, self._submitted - self._done)
 
     def pump(self, timeout: float) -> None:
         """Wait until a worker thread delivers (it wakes us) or ``timeout`` passes."""

@@ -77,6 +77,18 @@ class _Broken:
         self.tb = tb
 
 
+def _raiser(message):
+    try:  # papy's own server has papy; a classic server may not
+        from papy._errors import SerializationError as error
+    except ImportError:
+        error = RuntimeError
+
+    def fail(item, *args, **kwargs):
+        raise error(message)
+
+    return fail
+
+
 class Worker:
     """The tasks defined by one client connection, and how to run them."""
 
@@ -98,6 +110,17 @@ class Worker:
                 f"the function of task {task} could not be unpickled on the remote worker: {exc!r}"
             )
             self.tasks[task] = _Broken(message, _format_tb(exc))
+
+    def runnable(self):
+        """The tasks as ``{task: (func, args, kwargs)}``: one that could not be
+        unpickled raises its reason at each item (papy's own server, stream mode)."""
+        out = {}
+        for task, definition in self.tasks.items():
+            if isinstance(definition, _Broken):
+                out[task] = (_raiser(definition.message), (), {})
+            else:
+                out[task] = definition
+        return out
 
     def run(self, data):
         """Evaluate a pickled batch in order; return the pickled results."""

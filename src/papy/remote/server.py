@@ -57,6 +57,7 @@ def _service_class() -> type:
         ALIASES = ("PAPYWORKER",)
 
         def on_connect(self, conn: Any) -> None:
+            self._conn = conn
             self._worker = Worker()
 
         def exposed_hello(self) -> tuple[Any, ...]:
@@ -71,6 +72,14 @@ def _service_class() -> type:
             if type(data) is not bytes:
                 raise TypeError("run(data) takes bytes")
             return self._worker.run(data)  # type: ignore[no-any-return]
+
+        def exposed_stream(self) -> None:
+            """Leave RPyC: from here on the connection carries papy's own framed
+            messages (those of a local worker's pipes), until the client closes it."""
+            from .._pools._child import _Endpoint, serve
+
+            sock = self._conn._channel.stream.sock
+            serve(_Endpoint(sock=sock), self._worker.runnable())
 
     return PapyWorkerService
 
