@@ -65,6 +65,9 @@ def main() -> int:
         f"# papy performance ({platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {w.WORKERS} workers, median of {r})\n"
     )
+    # memory first, while this process is small
+    mine_mem = w.papy_memory(w.n_items(20_000))
+    peer_mem = w.pool_memory(w.n_items(20_000))
     with w.make_pool("thread") as tpool, w.make_pool("process") as ppool:
         ppool.map(w.square, range(10))
         pools = {"thread": tpool, "process": ppool}
@@ -108,7 +111,7 @@ def main() -> int:
             add(f"{wt}, chunksize 1, buffer 64 vs {peer_name[wt]}(chunksize=1)", mine, peer,
                 "items/s", ">= 2.0" if wt == "process" else ">= 1.2")  # fmt: skip
         # 10 kB in and out: the best of a few settings on each side
-        items = w.payloads(w.n_items(4_000))
+        items = w.payloads(w.n_items(20_000))
         for wt in ("process", "thread"):
             pool = pools[wt]
             best_mine = max(
@@ -129,15 +132,13 @@ def main() -> int:
     for k in (2, 4, 8):
         firsts, totals, pfirsts, ptotals = [], [], [], []
         for _ in range(r):
-            f, t = w.papy_chain_k(k, w.n_items(10_000))
-            pf, pt = w.pool_chain_k(k, w.n_items(10_000))
+            f, t = w.chain_in_fresh_interpreter("papy", k, w.n_items(10_000))
+            pf, pt = w.chain_in_fresh_interpreter("pool", k, w.n_items(10_000))
             firsts.append(f), totals.append(t), pfirsts.append(pf), ptotals.append(pt)
         f, t, pf, pt = map(statistics.median, (firsts, totals, pfirsts, ptotals))
         add(f"{k} chained x + 1 tasks, 10,000 items, defaults: total", t, pt, "s", "<= 1.0")
         add(f"{k} chained x + 1 tasks, 10,000 items, defaults: first result", f, pf, "s",
             "<= 0.1")  # fmt: skip
-    mine_mem = w.papy_memory(w.n_items(20_000))
-    peer_mem = w.pool_memory(w.n_items(20_000))
     rows.append(
         (
             "100 kB results, slow consumer: peak RSS growth",

@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 import papy
+import papy._pools.process  # noqa: F401 - imported on a map's first start: not timed, as
+import papy._pools.thread  # noqa: F401 - multiprocessing.pool is imported above for the peer
 
 SCALE = float(os.environ.get("PAPY_BENCH_SCALE", "1"))
 WORKERS = 2
@@ -301,6 +303,20 @@ def pool_chain_k(k: int, n: int) -> tuple[float, float]:
         count = 1 + sum(1 for _ in out)
     assert count == n and first_value == k
     return first, time.perf_counter() - t0
+
+
+def chain_in_fresh_interpreter(kind: str, k: int, n: int) -> tuple[float, float]:
+    """``papy_chain_k`` or ``pool_chain_k`` in a new interpreter, as a script would run
+    it (a parent that earlier rows made large forks its workers more slowly)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys; sys.path.insert(0, {here!r}); import workloads as w; "
+        f"print(*w.{kind}_chain_k({k}, {n}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 # -- 10 kB in and out ----------------------------------------------------------------------

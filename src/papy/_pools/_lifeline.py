@@ -18,9 +18,20 @@ function when its parent dies:
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
-__all__ = ["register_parent_fd", "unregister_parent_fd", "watch_parent", "set_death_signal"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "register_parent_fd",
+    "unregister_parent_fd",
+    "watch_parent",
+    "set_death_signal",
+    "preload",
+]
 
 _parent_fds: set[int] = set()
 _lock = threading.Lock()
@@ -53,25 +64,38 @@ def unregister_parent_fd(*fds: int) -> None:
         _parent_fds.difference_update(fds)
 
 
+_libc_handle: Any = None
+
+
+def _libc() -> Any:
+    """The C library (Linux), loaded once: a forked worker finds it loaded."""
+    global _libc_handle
+    if _libc_handle is None and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            _libc_handle = ctypes.CDLL(None, use_errno=True)
+        except (OSError, ImportError):
+            _libc_handle = False
+    return _libc_handle or None
+
+
 def set_death_signal(expected_parent: int) -> None:
     """(Linux, in a worker) Be killed when the parent thread exits.
 
     ``expected_parent`` > 0: the parent's pid, checked after the request (the
     parent may have died before it); 0: no check (a forkserver is the parent).
     """
-    import sys
-
-    if not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None:
         return
     try:
-        import ctypes
         import signal
 
-        libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
             return
-    except (OSError, AttributeError, ImportError):
+    except (OSError, AttributeError):
         return
     if expected_parent > 0 and os.getppid() != expected_parent:
         os._exit(1)  # the parent died before the request: nobody wants our results
@@ -94,3 +118,8 @@ def watch_parent(fd: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="papy-lifeline", daemon=True).start()
+
+
+def preload() -> None:
+    """(parent) Load what a worker needs at start, so that forked workers start quickly."""
+    _libc()

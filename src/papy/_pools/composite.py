@@ -92,8 +92,12 @@ class CompositePool:
         # their threads and wake it (the waker is in every poll)
         poller = next((s for s in self.sides if s.kind == "process"), self.sides[0])
         for side in self.sides:
-            if side is not poller and side.kind == "process":
-                side.pump(0)
+            if side is not poller:
+                flush = getattr(side, "flush", None)
+                if flush is not None:
+                    flush()
+                elif side.kind == "process":
+                    side.pump(0)
         poller.pump(timeout)
 
     def cost(self) -> tuple[float, float] | None:

@@ -50,7 +50,7 @@ from .._log import logger
 from .._serialize import PROTOCOL, dumps, revive
 from ._child import BROKEN, EXIT, GONE, OK, RUN, SPLIT, TASKS, main
 from ._io import PipeChannel, raise_pipe_size
-from ._lifeline import register_parent_fd, unregister_parent_fd
+from ._lifeline import preload, register_parent_fd, unregister_parent_fd
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class _Batch:
     """A message in flight to a worker: RUN (ranges to evaluate, each answered on its
     own, in order) or SPLIT (one range again, value by value)."""
 
-    __slots__ = ("kind", "seq", "ranges", "answered", "nbytes", "sent_at", "tries")
+    __slots__ = ("kind", "seq", "ranges", "size", "answered", "nbytes", "sent_at", "tries")
 
     def __init__(
         self, kind: int, seq: int, ranges: list[Any], nbytes: int, tries: list[int]
@@ -94,6 +94,7 @@ class _Batch:
         self.kind = kind
         self.seq = seq
         self.ranges = ranges  # [(task, first, items)], kept to re-run or fail them
+        self.size = max(1, sum(len(r[2]) for r in ranges))  # tasklets
         self.answered = 0  # ranges answered so far
         self.nbytes = nbytes
         self.sent_at = monotonic()
@@ -205,6 +206,7 @@ class ProcessPool:
         self._name = name
         self._lifeline_r, self._lifeline_w = os.pipe()
         register_parent_fd(self._lifeline_w)
+        preload()
         self._poll.register(waker.fileno(), _POLLIN)
         try:
             for w in self._workers:
@@ -491,7 +493,7 @@ class ProcessPool:
             data = dumps((RUN, seq, ranges))
         batch = _Batch(RUN, seq, ranges, len(data), tries)
         w.outstanding.append(batch)
-        w.items += sum(len(r[2]) for r in ranges)
+        w.items += batch.size
         w.nbytes += batch.nbytes
         assert w.channel is not None
         w.channel.send(data)
@@ -625,18 +627,22 @@ class ProcessPool:
             )
         w.items -= n
         batch.answered = k + 1
-        if batch.kind == RUN:
-            now = monotonic()
-            per_item = (now - max(batch.sent_at, w.free_since)) / max(1, n)
-            w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
-            w.free_since = now
-            t = self._item_time  # quick to follow a drop (start-up costs fade at once)
-            self._item_time = per_item if t < 0 or per_item < t else 0.8 * t + 0.2 * per_item
-            nbytes = batch.nbytes / max(1, sum(len(r[2]) for r in batch.ranges))
-            b = self._item_bytes
-            self._item_bytes = nbytes if b < 0 else 0.8 * b + 0.2 * nbytes
         if batch.answered == len(batch.ranges):
+            if batch.kind == RUN:
+                self._measure(w, batch)
             self._done(w, batch)
+
+    def _measure(self, w: _Worker, batch: _Batch) -> None:
+        """``batch`` is answered: fold its seconds and bytes per tasklet into the averages."""
+        now = monotonic()
+        per_item = (now - max(batch.sent_at, w.free_since)) / batch.size
+        w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
+        w.free_since = now
+        t = self._item_time  # quick to follow a drop (start-up costs fade at once)
+        self._item_time = per_item if t < 0 or per_item < t else 0.8 * t + 0.2 * per_item
+        nbytes = batch.nbytes / batch.size
+        b = self._item_bytes
+        self._item_bytes = nbytes if b < 0 else 0.8 * b + 0.2 * nbytes
 
     @staticmethod
     def _done(w: _Worker, batch: _Batch) -> None:

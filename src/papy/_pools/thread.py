@@ -1,8 +1,12 @@
-"""Thread workers: ranges of tasklets travel through one ``queue.SimpleQueue``.
+"""Thread workers: jobs (lists of ranges of tasklets) travel through one
+``queue.SimpleQueue``.
 
-Worker threads evaluate a range with ``map`` (as process workers do), deliver
-its results to the scheduler as one batch and wake the driving thread; the
-driving thread only waits (``pump``) while they work.
+What one step of the feeding submits is handed out at the next ``pump`` as
+one job per thread (a fair share each), so a queue operation and a wake-up
+cost per job, not per range. Worker threads evaluate a range with ``map`` (as
+process workers do), deliver its results to the scheduler as one batch and
+wake the driving thread once a job; the driving thread only waits (``pump``)
+while they work.
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ if TYPE_CHECKING:
 
 _STOP = None
 
-#: a worker thread stops taking more waiting ranges once it has worked this long (s)
-PATIENCE = 0.002
-
 
 def _in_thread(exc: BaseException, where: str) -> tuple[BaseException, str]:
     """An exception of a thread worker: the object itself (nothing is pickled)."""
@@ -47,64 +48,51 @@ def _measured(pool: ThreadPool, per_item: float, items: list[Any]) -> None:
 MEASURE_EVERY = 16
 
 
+def _evaluate(
+    pool: ThreadPool, d: Any, task: int, first: int, items: list[Any]
+) -> tuple[list[Any], dict[int, BaseException] | None]:
+    """Evaluate one range in this thread (nothing is pickled)."""
+    measure = pool._measure_every <= 1 or len(items) > 8
+    if measure:
+        t0 = monotonic()
+    if len(items) == 1 and not d.args and not d.kwargs:  # the common small case
+        try:
+            values, errors = [d.func(items[0])], None
+        except BaseException as exc:  # noqa: BLE001 - reported at its position
+            values, errors = [None], {0: _in_thread(exc, f"item {first} of task {task}")}
+    else:
+        values, errors = _evaluate_range(d.func, d.args, d.kwargs, items, task, first, _in_thread)
+    if measure:
+        _measured(pool, (monotonic() - t0) / max(1, len(items)), items)
+    else:
+        pool._measure_every -= 1
+    if errors:
+        return values, {k: revive(exc, tb) for k, (exc, tb) in errors.items()}
+    return values, None
+
+
 def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
-    """Worker thread loop: evaluate ranges until the stop sentinel."""
-    inbox = pool._inbox
-    get, get_nowait, qsize = inbox.get, inbox.get_nowait, inbox.qsize
+    """Worker thread loop: evaluate jobs (lists of ranges) until the stop sentinel;
+    each range is delivered as it is done, the driving thread woken once a job."""
+    get = pool._inbox.get
     put_range, wake = sink.sched.put_range, sink.waker.wake
-    n_threads = pool.size
     while True:
         job = get()
         if job is _STOP or pool._closing:
             return
-        # Take a fair share of what else waits, delivered together: fewer
-        # wake-ups, and no range waits behind a slow one for long.
-        extra = qsize() // n_threads
-        started = monotonic()
+        done = 0
         try:
-            while True:
-                task, first, items = job
-                d = tasks[task]
-                measure = pool._measure_every <= 1 or len(items) > 8
-                if measure:
-                    t0 = monotonic()
-                if len(items) == 1 and not d.args and not d.kwargs:  # the common small case
-                    try:
-                        values, errors = [d.func(items[0])], None
-                    except BaseException as exc:  # noqa: BLE001 - reported at its position
-                        values, errors = (
-                            [None],
-                            {0: _in_thread(exc, f"item {first} of task {task}")},
-                        )
-                else:
-                    values, errors = _evaluate_range(
-                        d.func, d.args, d.kwargs, items, task, first, _in_thread
-                    )
-                if measure:
-                    _measured(pool, (monotonic() - t0) / max(1, len(items)), items)
-                else:
-                    pool._measure_every -= 1
-                put_range(
-                    task,
-                    first,
-                    values,
-                    {k: revive(exc, tb) for k, (exc, tb) in errors.items()} if errors else None,
-                )
-                with pool._done_lock:
-                    pool._done += len(items)
-                if extra <= 0 or monotonic() - started > PATIENCE:
-                    break
-                try:
-                    job = get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP or pool._closing:
-                    inbox.put(_STOP)  # for this loop's next round
-                    break
-                extra -= 1
+            for task, first, items in job:
+                if pool._closing:
+                    return
+                values, errors = _evaluate(pool, tasks[task], task, first, items)
+                put_range(task, first, values, errors)
+                done += len(items)
         except BaseException:  # noqa: BLE001 - the map was stopped meanwhile
             return
         finally:
+            with pool._done_lock:
+                pool._done += done
             wake()
 
 
@@ -121,6 +109,7 @@ class ThreadPool:
         self._item_time = -1.0  # seconds a tasklet takes (moving average, workers write it)
         self._item_bytes = -1.0  # size of an item (moving average of sys.getsizeof)
         self._measure_every = 0  # small ranges until the next one is timed
+        self._batch: list[tuple[int, int, list[Any]]] = []  # submitted, not yet queued
         self._submitted = 0  # tasklets submitted (the driving thread counts)
         self._done = 0  # tasklets evaluated (the workers count, under _done_lock)
         self._done_lock = threading.Lock()
@@ -136,15 +125,30 @@ class ThreadPool:
             self._threads.append(t)
 
     def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+        """Queued here; handed to the threads by the next ``flush`` (``pump``)."""
         self._submitted += len(items)
-        self._inbox.put((task, first, items))
+        self._batch.append((task, first, items))
+
+    def flush(self) -> None:
+        """Hand what was submitted to the threads: a fair share each, as one job
+        (one queue operation and one wake-up per thread, not per range)."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        n = len(batch)
+        jobs = min(n, self.size)
+        for k in range(jobs):
+            self._inbox.put(batch[k * n // jobs : (k + 1) * n // jobs])
 
     def load(self) -> int:
         """Tasklets queued or being evaluated (as well as the threads' count tells)."""
         return max(0, self._submitted - self._done)
 
     def pump(self, timeout: float) -> None:
-        """Wait until a worker thread delivers (it wakes us) or ``timeout`` passes."""
+        """Hand out what was submitted; wait until a worker thread delivers (it wakes
+        us) or ``timeout`` passes."""
+        self.flush()
         assert self._waker is not None
         self._waker.wait(timeout)
 
