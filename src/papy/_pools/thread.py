@@ -46,6 +46,8 @@ def _measured(pool: ThreadPool, per_item: float, items: list[Any]) -> None:
 
 #: small ranges are timed one in this many (timing costs as much as a tiny item)
 MEASURE_EVERY = 16
+#: ranges are packed into jobs of about this many tasklets (at least one job per thread)
+JOB_ITEMS = 32
 
 
 def _evaluate(
@@ -73,7 +75,7 @@ def _evaluate(
 
 def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
     """Worker thread loop: evaluate jobs (lists of ranges) until the stop sentinel;
-    each range is delivered as it is done, the driving thread woken once a job."""
+    each range is delivered (and a waiting driver woken) as soon as it is done."""
     get = pool._inbox.get
     put_range, wake = sink.sched.put_range, sink.waker.wake
     while True:
@@ -87,6 +89,7 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
                     return
                 values, errors = _evaluate(pool, tasks[task], task, first, items)
                 put_range(task, first, values, errors)
+                wake()  # a driver that waits for these wakes now (cheap if none does)
                 done += len(items)
         except BaseException:  # noqa: BLE001 - the map was stopped meanwhile
             return
@@ -137,7 +140,9 @@ class ThreadPool:
             return
         self._batch = []
         n = len(batch)
-        jobs = min(n, self.size)
+        items = sum(len(r[2]) for r in batch)
+        # ranges of about JOB_ITEMS tasklets go on their own; smaller ones are packed
+        jobs = max(min(n, self.size), min(n, items // JOB_ITEMS))
         for k in range(jobs):
             self._inbox.put(batch[k * n // jobs : (k + 1) * n // jobs])
 
