@@ -87,11 +87,13 @@ def _evaluate_range(
     task: int,
     first: int,
     failure: Any = None,
+    owner: int = -1,
 ) -> tuple[list[Any], dict[int, Any] | None]:
     """Evaluate one range; return its values and ``{offset: (exception, traceback)}``.
 
     ``failure(exc, where)`` turns an exception into that pair (default: ready
-    to cross a process boundary).
+    to cross a process boundary); ``owner`` is the process that runs the loop
+    (default: this worker), a process forked by the function leaves.
 
     ``map`` runs the loop in C; after a failure it resumes with the next item,
     so no item is evaluated twice. ``map`` takes a ``StopIteration`` raised by
@@ -114,14 +116,14 @@ def _evaluate_range(
         try:
             values.extend(map(call, it))
         except BaseException as exc:  # noqa: BLE001 - reported at the item's position
-            _exit_if_forked(exc)
+            _exit_if_forked(exc, owner)
             k = len(values)
             if errors is None:
                 errors = {}
             errors[k] = failure(exc, f"item {first + k} of task {task}")
             values.append(None)
             continue
-        _exit_if_forked(None)
+        _exit_if_forked(None, owner)
         if len(values) >= n:
             return values, errors
         k = len(values)  # the function raised StopIteration at item k
@@ -131,9 +133,12 @@ def _evaluate_range(
         values.append(None)
 
 
-#: set in a process forked by the task's function (a worker's at-fork hook)
+#: set in every process forked from one that runs papy's loops (an at-fork hook);
+#: such a process leaves where the loop of its parent would go on
 _forked = False
 _hooked = False
+#: the process that runs this module's worker loop (``serve``)
+_worker_pid = -1
 
 
 def _mark_forked() -> None:
@@ -141,9 +146,14 @@ def _mark_forked() -> None:
     _forked = True
 
 
-def _exit_if_forked(exc: BaseException | None) -> None:
-    """In a process forked by user code, leave: only the worker runs this loop."""
+def _exit_if_forked(exc: BaseException | None, owner: int = -1) -> None:
+    """In a process forked by user code (not ``owner``, by default the worker), leave:
+    only the process papy started runs papy's loops."""
     if not _forked:
+        return
+    if owner < 0:
+        owner = _worker_pid
+    if owner < 0 or os.getpid() == owner:  # no loop of papy's here, or its own process
         return
     code = 0
     if isinstance(exc, SystemExit):
@@ -185,14 +195,15 @@ def _make_safe(task: int, first: int, values: list[Any], errors: Any) -> dict[in
     return errors or None
 
 
-def _reply(task: int, first: int, values: list[Any], errors: Any) -> bytes:
-    """One pickle for the whole range (the fast path), made safe if it fails."""
+def _reply(task: int, first: int, values: list[Any], errors: Any) -> tuple[bytes, Any]:
+    """One pickle for the whole range (the fast path), made safe if it fails; and the
+    errors as sent (a result that could not be pickled became one, in place of it)."""
     try:
-        return _dumps((OK, task, first, values, errors))
+        return _dumps((OK, task, first, values, errors)), errors
     except BaseException as exc:  # noqa: BLE001 - user code inside a result
         _exit_if_forked(exc)
     errors = _make_safe(task, first, values, errors)
-    return _dumps((OK, task, first, values, errors))
+    return _dumps((OK, task, first, values, errors)), errors
 
 
 def _split(task: int, first: int, values: list[Any], errors: Any) -> bytes:
@@ -249,12 +260,19 @@ class _Endpoint:
         self.sock.sendall(data)
 
 
-def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
-    """Answer requests from ``endpoint`` until EXIT or until the other side goes away."""
+def watch_forks() -> None:
+    """Mark, from now on, every process forked from this one (by a task's function)."""
     global _hooked
     if not _hooked and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_mark_forked)
         _hooked = True
+
+
+def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
+    """Answer requests from ``endpoint`` until EXIT or until the other side goes away."""
+    global _worker_pid
+    watch_forks()
+    _worker_pid = os.getpid()
     tasks = {} if tasks is None else tasks
     # the last ranges answered, for a SPLIT request: ((seq, k), (task, first, values, errors), size)
     kept: deque[tuple[tuple[int, int], tuple[Any, ...], int]] = deque()
@@ -282,7 +300,7 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
                 for k, (task, first, items) in enumerate(ranges):
                     func, args, kwargs = tasks[task]
                     values, errors = _evaluate_range(func, args, kwargs, items, task, first)
-                    reply = _reply(task, first, values, errors)
+                    reply, errors = _reply(task, first, values, errors)
                     send(reply)
                     size = len(reply)
                     del reply, items
@@ -347,9 +365,10 @@ def _evaluate_tasklets(
     ``value`` being ``(exception, traceback text)`` for a failure).
     """
     out = []
+    me = os.getpid()  # this executor's worker: its own process, whatever it was forked from
     for task, index, item in batch:
         func, args, kwargs = tasks[task]
-        values, errors = _evaluate_range(func, args, kwargs, [item], task, index)
+        values, errors = _evaluate_range(func, args, kwargs, [item], task, index, None, me)
         try:
             _dumps(errors[0] if errors else values[0])
         except BaseException:  # noqa: BLE001 - user code inside a result

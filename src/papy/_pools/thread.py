@@ -11,12 +11,14 @@ while they work.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from sys import getsizeof
 from time import monotonic
 
 from .._serialize import format_tb, revive, wrap_base_exception
+from . import _child
 from ._child import _evaluate_range
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
@@ -61,9 +63,13 @@ def _evaluate(
         try:
             values, errors = [d.func(items[0])], None
         except BaseException as exc:  # noqa: BLE001 - reported at its position
+            _child._exit_if_forked(exc, pool._pid)
             values, errors = [None], {0: _in_thread(exc, f"item {first} of task {task}")}
+        _child._exit_if_forked(None, pool._pid)
     else:
-        values, errors = _evaluate_range(d.func, d.args, d.kwargs, items, task, first, _in_thread)
+        values, errors = _evaluate_range(
+            d.func, d.args, d.kwargs, items, task, first, _in_thread, pool._pid
+        )
     if measure:
         _measured(pool, (monotonic() - t0) / max(1, len(items)), items)
     else:
@@ -113,12 +119,16 @@ class ThreadPool:
         self._item_bytes = -1.0  # size of an item (moving average of sys.getsizeof)
         self._measure_every = 0  # small ranges until the next one is timed
         self._batch: list[tuple[int, int, list[Any]]] = []  # submitted, not yet queued
+        self._pid = os.getpid()  # the process whose threads these are
         self._submitted = 0  # tasklets submitted (the driving thread counts)
         self._done = 0  # tasklets evaluated (the workers count, under _done_lock)
         self._done_lock = threading.Lock()
         self._closing = False
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
+        # a process forked by a task's function leaves where this loop would go on
+        _child.watch_forks()
+        self._pid = os.getpid()
         self._waker = waker
         for i in range(self.size):
             t = threading.Thread(

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .._errors import DeadlockError, InputError, SchedulerClosed, WorkerLostError
+from .._imap import TaskIterator
 from .errors import PiperError, WorkerError
 from .worker import Batch, Worker
 
@@ -62,7 +63,7 @@ class _Raised:
 
 def _is_fatal(exc: BaseException) -> bool:
     """Errors that break an IMap as a whole rather than one item."""
-    return isinstance(exc, (SchedulerClosed, DeadlockError)) or type(exc) is RuntimeError
+    return isinstance(exc, (SchedulerClosed, DeadlockError))
 
 
 def _what(exc: BaseException) -> str:
@@ -304,7 +305,12 @@ class _Apply:
 
 
 class _Results:
-    """The results of one task; an exception raised at a position becomes a WorkerError."""
+    """The results of one task; an error at a position becomes a WorkerError.
+
+    On an IMap, the map hands out an item's error as a value, so whatever is
+    *raised* (a stopped map, a deadlock, an exception from a signal handler of
+    the reading thread) is not an item's and propagates.
+    """
 
     __slots__ = ("_task",)
 
@@ -315,17 +321,42 @@ class _Results:
         return self
 
     def __next__(self) -> Any:
+        task = self._task
+        if isinstance(task, TaskIterator):
+            return self._next_of_map(task)
         try:
-            return next(self._task)
+            return next(task)
         except (StopIteration, _Propagate):
             raise
         except Exception as exc:  # noqa: BLE001
-            cause = exc.__cause__
-            if isinstance(exc, InputError) and isinstance(cause, _Propagate):
-                raise cause from None  # an upstream Piper raised: raise it here too
-            if _is_fatal(exc):
-                raise
-            return WorkerError(exc, function=_what(exc))
+            return _item_error(exc)
+
+    @staticmethod
+    def _next_of_map(task: TaskIterator) -> Any:
+        from .. import _scheduler
+        from .._errors import timeout_error_class
+
+        while True:
+            try:
+                status, _, value = task.imap._outcome(task.timeout, task.task, task.block)
+            except timeout_error_class() as exc:
+                if getattr(exc, "index", None) is None:
+                    continue  # no position was given up: wait on
+                return WorkerError(exc, function=_what(exc))  # that position is skipped
+            if status == _scheduler.RESULT:
+                return value
+            if status == _scheduler.FINISHED:
+                raise StopIteration
+            return _item_error(value)
+
+
+def _item_error(exc: BaseException) -> Any:
+    cause = exc.__cause__
+    if isinstance(exc, InputError) and isinstance(cause, _Propagate):
+        raise cause from None  # an upstream Piper raised: raise it here too
+    if _is_fatal(exc):
+        raise exc
+    return WorkerError(exc, function=_what(exc))
 
 
 class _Outbox:
