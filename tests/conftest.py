@@ -76,3 +76,16 @@ def sched_module(
     monkeypatch.setattr(_scheduler, "Scheduler", module.Scheduler)
     monkeypatch.setattr(_scheduler, "IMPLEMENTATION", module.IMPLEMENTATION)
     return module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _multiprocessing_singletons() -> None:
+    """Start Python's forkserver (and with it the resource tracker) before any test:
+    they are per-process singletons that live until the end, and papy starts
+    workers through the forkserver when the parent already runs threads (Python
+    3.12+). Started here, they belong to every leak test's baseline."""
+    import multiprocessing.forkserver
+    import sys
+
+    if sys.platform != "win32":
+        multiprocessing.forkserver.ensure_running()

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import psutil
 import pytest
@@ -193,9 +194,11 @@ def bad_result(x):
 
 
 def test_2_unpicklable_results_exceptions_and_arguments_on_processes(no_leaks):
-    _define_needs_two_args()
-    with IMap(bad_result, range(5), worker_num=2) as m:
-        got = collect(m)
+    _define_needs_two_args()  # defined late: only a forked worker has it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        with IMap(bad_result, range(5), worker_num=2, start_method="fork") as m:
+            got = collect(m)
     assert kinds(got) == [0, "SerializationError", "SerializationError", "SerializationError", 4]
     assert "result of item 1" in str(got[1])
     assert "ValueError" in str(got[2]) and "holds a lock" in str(got[2])

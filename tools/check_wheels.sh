@@ -38,8 +38,10 @@ PYTHON="${PYTHON:-python3}"
 
 FULL_TESTS=(-p no:cacheprovider -q --durations=10)
 # The quick subset runs every test once, on the compiled core only (the
-# c_extension half of the suite), without the soak tests.
-QUICK_TESTS=(-p no:cacheprovider -q --durations=10 -m "c_extension and not slow" -k "not soak")
+# c_extension half of the suite), without the soak tests and the long matrices
+# (payloads, random faults, parent death) that the main run covers.
+QUICK_TESTS=(-p no:cacheprovider -q --durations=10 -m "c_extension and not slow"
+    -k "not soak and not test_payloads and not test_chaos and not parents_death")
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
