@@ -118,14 +118,7 @@ class Channel:
             if n <= 0:
                 return False
             self._out_bytes -= n
-            while n:
-                head = out[0]
-                if n >= len(head):
-                    n -= len(head)
-                    del out[0]
-                else:
-                    out[0] = head[n:]
-                    n = 0
+            _consume(out, n)
         return True
 
     # -- receiving --------------------------------------------------------------
@@ -355,12 +348,16 @@ def write_frame(fd: int, data: bytes) -> None:
     """Block until ``data`` has been written to ``fd`` as one frame."""
     pending = [memoryview(HEADER.pack(len(data))), memoryview(data)]
     while pending:
-        n = os.writev(fd, pending)
-        while n:
-            head = pending[0]
-            if n >= len(head):
-                n -= len(head)
-                del pending[0]
-            else:
-                pending[0] = head[n:]
-                n = 0
+        _consume(pending, os.writev(fd, pending))
+
+
+def _consume(views: list[Any], n: int) -> None:
+    """Drop the first ``n`` bytes written from the buffers ``views``, in place."""
+    while n:
+        head = views[0]
+        if n >= len(head):
+            n -= len(head)
+            del views[0]
+        else:
+            views[0] = head[n:]
+            n = 0
