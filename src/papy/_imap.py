@@ -624,45 +624,13 @@ class IMap:
 class NuMap(IMap):
     """IMap with the original PaPy's defaults: ``stride`` = the number of workers,
     ``buffer`` = tasks x stride, ``chunksize=1``: the original's evaluation
-    traces, memory bound and tests hold unchanged."""
+    traces, memory bound and tests hold unchanged. Same arguments as IMap."""
 
     _STRIDE_PER_WORKER = None
     _BUFFER_PER_WORKER = 0
 
-    def __init__(
-        self,
-        func: Callable[..., Any] | None = None,
-        iterable: Iterable[Any] | None = None,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        worker_type: str = "process",
-        worker_num: int | None = None,
-        worker_remote: Sequence[tuple[str, int]] | None = None,
-        stride: int | None = None,
-        buffer: int | None = None,
-        ordered: bool = True,
-        skip: bool = False,
-        name: str | None = None,
-        *,
-        chunksize: int | str = 1,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            func,
-            iterable,
-            args,
-            kwargs,
-            worker_type,
-            worker_num,
-            worker_remote,
-            stride,
-            buffer,
-            ordered,
-            skip,
-            name,
-            chunksize=chunksize,
-            **options,
-        )
+    def __init__(self, *args: Any, chunksize: int | str = 1, **kwargs: Any) -> None:
+        super().__init__(*args, chunksize=chunksize, **kwargs)
 
 
 def imap(
