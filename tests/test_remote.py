@@ -573,3 +573,19 @@ def test_cli_ping_and_lazy_imports(papy_servers):
         check=False,
     )
     assert lazy.returncode == 0, lazy.stderr
+
+
+def test_without_posix_pipes_papy_servers_are_driven_over_rpyc(papy_servers, monkeypatch):
+    """Where process workers cannot run (Windows: no poll() on pipes), papy's servers
+    are still usable, over RPyC calls, and local process workers fail at the call."""
+    from papy import _imap, _pools
+
+    monkeypatch.setattr(_pools, "PROCESS_WORKERS", False)
+    monkeypatch.setattr(_imap, "PROCESS_WORKERS", False)
+    with pytest.raises(ValueError, match="worker_type='process'"):
+        IMap(worker_num=2)
+    with IMap(square, range(20), worker_num=0, worker_remote=[(papy_servers[0].address, 2)]) as m:
+        assert list(m) == [x * x for x in range(20)]
+        assert m._run.pool.kind == "remote"
+    with IMap(square, range(5), worker_type="thread", worker_num=1) as m:
+        assert list(m) == [x * x for x in range(5)]

@@ -1,4 +1,4 @@
-"""``python -m papy``: a short demo of IMap on process workers.
+"""``python -m papy``: a short demo of IMap on process workers (threads on Windows).
 
 1. The seed's nested map ``degrees(radians(x))`` as two chained tasks of one
    IMap: results, and the order in which the tasklets were evaluated.
@@ -15,7 +15,11 @@ import tempfile
 import time
 
 from papy import IMap
+from papy._pools import PROCESS_WORKERS
 from papy._scheduler import IMPLEMENTATION
+
+#: process workers where the platform has them (POSIX), else threads (Windows)
+KIND = "process" if PROCESS_WORKERS else "thread"
 
 
 def _radians(x: float, log: str) -> float:
@@ -45,18 +49,18 @@ def main() -> int:
     print(f"papy demo (scheduler core: {IMPLEMENTATION}, pid {os.getpid()})\n")
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "chain.log")
-        # One process worker, so the evaluation order is exactly the submission order.
-        with IMap(worker_type="process", worker_num=1, stride=2) as imap:
+        # One worker, so the evaluation order is exactly the submission order.
+        with IMap(worker_type=KIND, worker_num=1, stride=2) as imap:
             radians = imap.add_task(_radians, [1, 2, 3, 4], args=(log,))
             degrees = imap.add_task(_degrees, radians, args=(log,))
             imap.start()
             results = [round(d, 6) for d in degrees]
-        print("1. degrees(radians(x)) for x in [1, 2, 3, 4], stride 2, one process worker")
+        print(f"1. degrees(radians(x)) for x in [1, 2, 3, 4], stride 2, one {KIND} worker")
         print("   results:         ", results)
         print("   evaluation order:", _read(log))
 
         log = os.path.join(tmp, "stride.log")
-        with IMap(worker_type="process", worker_num=1, stride=2) as imap:
+        with IMap(worker_type=KIND, worker_num=1, stride=2) as imap:
             left = imap.add_task(_tag, range(4), args=("L", log))
             right = imap.add_task(_tag, range(4), args=("R", log))
             imap.start()

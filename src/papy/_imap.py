@@ -33,7 +33,7 @@ from . import _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
 from ._errors import SchedulerClosed
 from ._log import logger
-from ._pools import NEEDS_PICKLE, PoolConfig, Sink, TaskDef, make_pool
+from ._pools import NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -218,6 +218,16 @@ class IMap:
             raise ValueError(f"give both func and iterable, or neither ({missing} is missing)")
         if worker_type not in WORKER_TYPES:
             raise ValueError(f"worker_type must be one of {WORKER_TYPES}, got {worker_type!r}")
+        if (
+            worker_type == "process"
+            and executor is None
+            and not PROCESS_WORKERS
+            and (worker_num is None and not worker_remote or worker_num)
+        ):
+            raise ValueError(
+                "worker_type='process' needs POSIX pipes and poll() (Linux, macOS); on this "
+                "platform use worker_type='thread', remote workers only, or executor=..."
+            )
         if executor is not None:
             if not callable(getattr(executor, "submit", None)):
                 raise TypeError(

@@ -32,7 +32,16 @@ if TYPE_CHECKING:
 else:
     Deliver = None  # only used in annotations
 
-__all__ = ["Deliver", "Sink", "TaskDef", "TaskDefs", "PoolConfig", "make_pool", "NEEDS_PICKLE"]
+__all__ = [
+    "Deliver",
+    "Sink",
+    "TaskDef",
+    "TaskDefs",
+    "PoolConfig",
+    "make_pool",
+    "NEEDS_PICKLE",
+    "PROCESS_WORKERS",
+]
 
 
 class Sink:
@@ -94,6 +103,9 @@ class PoolConfig(
 #: worker types whose tasks must be picklable (IMap pickles them at add_task)
 NEEDS_PICKLE = {"process"}
 
+#: process workers are driven through POSIX pipes and ``poll`` (Linux, macOS, BSDs)
+PROCESS_WORKERS = hasattr(__import__("select"), "poll") and hasattr(__import__("os"), "readv")
+
 
 def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "papy") -> Any:
     """Build the pool for ``config``; remote slots are connected (and ``tasks``
@@ -118,8 +130,9 @@ def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "pa
         from .remote import open_links
 
         links = open_links(config.remote, tasks or {}, options.get("remote_ssl"), name)
-    papy_links = [link for link in links if link.kind == "papy"]
-    classic_links = [link for link in links if link.kind != "papy"]
+    # papy's servers join the process workers' I/O path where there is one (POSIX)
+    papy_links = [link for link in links if link.kind == "papy" and PROCESS_WORKERS]
+    classic_links = [link for link in links if link not in papy_links]
     sides: list[Any] = []
     local = config.worker_num if (config.worker_num > 0 or not config.remote) else 0
     try:
