@@ -15,6 +15,7 @@ import pytest
 
 import papy
 from papy import IMap
+from test_faults import collect, kinds
 from test_remote import papy_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -24,14 +25,7 @@ WORKER_TYPES = ["thread", "process"]
 
 def outcomes(it) -> list:
     """Every outcome of an iterator: a value, or the type name of the error raised there."""
-    out = []
-    while True:
-        try:
-            out.append(next(it))
-        except StopIteration:
-            return out
-        except Exception as exc:  # noqa: BLE001 - the test looks at it
-            out.append(type(exc).__name__)
+    return kinds(collect(it))
 
 
 # -- 1. a task function that raises StopIteration ------------------------------------

@@ -202,20 +202,10 @@ class ThreadedInput:
         items = self._items
         if stopping:  # what was read is evaluated; nothing more is read
             self.close()
-            out = []
-            while items:
-                item = items.popleft()
-                out.append(item)
-                if type(item) is Failed:
-                    return out, False  # the rest comes with the next batch
-            return out, True
+            out = self._take(len(items))
+            return out, not items  # after a failure, the rest comes with the next batch
         was_full = len(items) >= self._limit
-        out = []
-        while items and len(out) < n:
-            item = items.popleft()
-            out.append(item)
-            if type(item) is Failed:
-                break  # a failure ends a batch
+        out = self._take(n)
         if was_full and out:
             with self._room:
                 self._room.notify()
@@ -225,6 +215,17 @@ class ThreadedInput:
                 self._wanted = 0
                 return self.read(n, stopping)
         return out, self._ended and not items
+
+    def _take(self, n: int) -> list[Any]:
+        """Up to ``n`` items read ahead; a failure ends a batch."""
+        items = self._items
+        out: list[Any] = []
+        while items and len(out) < n:
+            item = items.popleft()
+            out.append(item)
+            if type(item) is Failed:
+                break
+        return out
 
     def deadline(self) -> float | None:
         return None
@@ -407,7 +408,7 @@ class Run:
         """Take the pool's measurements: the bytes of an item (the in-flight limit)
         and, with chunksize='auto', batches of about TARGET_BATCH seconds of work
         and at most MAX_BATCH_BYTES of arguments."""
-        cost = self.pool.cost()
+        cost = self.pool.cost() if self.measures else None
         if cost is None:
             return
         self.probing = False
@@ -462,7 +463,7 @@ class Run:
             if not ended and len(items) < want and not (items and type(items[-1]) is Failed):
                 n = want - len(items)
                 if inp.read_ahead and not stopping:  # it reads ahead itself: take no more
-                    n = min(n, sched.buffer - sched.buffer_used)  # than there is room for
+                    n = min(n, free)  # than there is room for
                 got, ended = inp.read(n, stopping and not inp.chained)
                 if got:
                     items.extend(got)
@@ -523,8 +524,7 @@ class Run:
             try:
                 if self.sched.closed:
                     return
-                if self.measures:
-                    self._retune()
+                self._retune()
                 submitted = self.sched.in_flight
                 self.top_up()
                 if self.sched.in_flight == submitted:
@@ -594,8 +594,7 @@ class Run:
         take = sched.try_result if n == 0 else sched.try_values
         args = (task,) if n == 0 else (task, n)
         grace = self.grace
-        if self.measures:
-            self._retune()
+        self._retune()
         stuck_since = -1.0
         while True:
             waker.arm()
@@ -641,8 +640,7 @@ class Run:
         while not self.handover and not sched.closed:
             waker.arm()
             try:
-                if self.measures:
-                    self._retune()
+                self._retune()
                 self.top_up()
                 if sched.in_flight == 0:
                     return worked
@@ -675,7 +673,7 @@ def _help(run: Run) -> None:
             run.handover = False
             try:
                 if not run.drive_as_helper():
-                    sleep = HELPER_IDLE  # nothing to do: a consumer or an input wakes it up
+                    sleep = HELPER_IDLE  # nothing to do: look again a little later
             finally:
                 run.helper_driving = False
                 run.handover = False

@@ -135,6 +135,16 @@ class _Worker:
         self.polling_out = False
         self.dead = False
 
+    def fresh(self, channel: Any) -> None:
+        """A new worker (or connection) in this place, holding nothing yet."""
+        self.channel = channel
+        self.outstanding = deque()
+        self.items = self.nbytes = 0
+        self.seq = 0
+        self.dead = False
+        self.polling_out = False
+        self.free_since = monotonic()
+
 
 def _describe_exit(code: int | None) -> str:
     if code is None:
@@ -270,14 +280,8 @@ class ProcessPool:
             for conn in (*child_ends, life):
                 conn.close()
         w.proc = proc
-        w.channel = PipeChannel(rep_r, req_w)
         w.sentinel = proc.sentinel
-        w.outstanding = deque()
-        w.items = w.nbytes = 0
-        w.seq = 0
-        w.dead = False
-        w.polling_out = False
-        w.free_since = monotonic()
+        w.fresh(PipeChannel(rep_r, req_w))
         w.channel.send(self._defs_msg)
         self._watch(w)
         self._flush(w)
@@ -287,10 +291,7 @@ class ProcessPool:
         from ._io import SocketChannel
 
         w.link.stream()  # the tasks were defined over RPyC already
-        w.channel = SocketChannel(w.link.sock)
-        w.outstanding = deque()
-        w.items = w.nbytes = 0
-        w.free_since = monotonic()
+        w.fresh(SocketChannel(w.link.sock))
         self._watch(w)
 
     # -- which fds the poll watches -------------------------------------------
