@@ -13,11 +13,11 @@ from papy.pipeline.util import dump_item, load_item
 
 
 def make(inbox):
-    return [f"{os.getpid()}"]  # boxed: the next function, dump_item, takes an inbox
+    return f"{os.getpid()}"  # dump_item, next in the composition, gets it as inbox[0]
 
 
-def arrive(item):
-    return f"{item}->{os.getpid()}"
+def arrive(inbox):
+    return f"{inbox[0]}->{os.getpid()}"
 
 
 if __name__ == "__main__":

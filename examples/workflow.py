@@ -23,13 +23,13 @@ def stamp(inbox, label):
     return (word, stamps)
 
 
-def slow(item, seconds):
+def slow(inbox, seconds):
     time.sleep(seconds)
-    return item
+    return inbox[0]
 
 
-def render(item):
-    word, stamps = item  # not an inbox: the previous function's return value
+def render(inbox):
+    word, stamps = inbox[0]  # in a composition, the previous result comes as a 1-tuple
     return f"{word}: " + " ".join(f"{k}={v:.2f}" for k, v in stamps.items())
 
 

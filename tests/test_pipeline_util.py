@@ -133,11 +133,11 @@ def test_a_socket_item_needs_its_secret():
 
 
 def make_big(inbox):
-    # boxed ([item]) because the next function of the composition, dump_item, takes an inbox
-    return [bytes([inbox[0] % 256]) * 100_000 + str(os.getpid()).encode()]
+    return bytes([inbox[0] % 256]) * 100_000 + str(os.getpid()).encode()
 
 
-def size_and_first(data):
+def size_and_first(inbox):
+    data = inbox[0]  # in a composition, the previous result comes as a 1-tuple
     return (len(data) > 100_000, data[:1])
 
 

@@ -10,11 +10,11 @@ from papy.pipeline import Batch, Worker, WorkerError
 
 
 def power(inbox, n=2):
-    return inbox[0] ** n if isinstance(inbox, list) else inbox**n
+    return inbox[0] ** n
 
 
 def mul2(inbox):
-    return (inbox[0] if isinstance(inbox, list) else inbox) * 2
+    return inbox[0] * 2
 
 
 def power2(inbox):
@@ -38,11 +38,28 @@ def raise_unpicklable(inbox):
     raise Unpicklable("x")
 
 
+def tag(inbox):
+    return str(inbox[0]) + "!"
+
+
+def seen(inbox):
+    return inbox
+
+
 def test_composition_order_case_17():
     assert Worker((power2, mul2))([3]) == 18
     assert Worker((mul2, power2))([3]) == 36
     assert Worker(power, (), {"n": 3})([2]) == 8
     assert Worker(power, (3,))([2]) == 8
+
+
+def test_every_later_function_of_a_composition_gets_a_one_tuple_inbox():
+    # as in the original: a function reads inbox[0] whatever its position
+    assert Worker((tag, tag))([12]) == "12!!"
+    assert Worker((tag, tag, tag))(["x"]) == "x!!!"
+    assert Worker((seen, seen))([1, 2]) == ([1, 2],)
+    assert Worker((seen, seen, seen))(["a"]) == ((["a"],),)
+    assert Worker([Worker(tag), Worker((tag, tag))])([0]) == "0!!!"
 
 
 def test_per_function_arguments_and_workers_of_workers():
@@ -93,8 +110,8 @@ def test_an_exception_is_returned_as_a_worker_error():
 
 
 def test_error_function_name_is_the_composed_function_that_raised():
-    def boom_value(x):
-        raise KeyError(x)
+    def boom_value(inbox):
+        raise KeyError(inbox[0])
 
     err = Worker((mul2, boom_value))([1])
     assert err.function == "boom_value"

@@ -4,10 +4,13 @@ The worker-function convention (as in the original PaPy): a function called by
 a Worker gets the *inbox* as its first argument, a list with one entry per
 upstream pipe (``inbox[0]`` is the item of the first upstream), followed by its
 constant arguments; it returns one (unboxed) value. In a composition
-``Worker((f, g, h))`` the first function gets the inbox, the next ones get the
-previous return value::
+``Worker((f, g, h))`` the first function gets the inbox and every later one
+gets the previous return value boxed in a 1-tuple, so that a function reads
+``inbox[0]`` at any position of a composition::
 
-    h(g(f(inbox, *args_f, **kwargs_f), *args_g, **kwargs_g), *args_h, **kwargs_h)
+    r = f(inbox, *args_f, **kwargs_f)
+    r = g((r,), *args_g, **kwargs_g)
+    h((r,), *args_h, **kwargs_h)
 
 A Worker never raises: an exception becomes a :class:`WorkerError` that is
 *returned* and travels downstream in place of the item. If the inbox already
@@ -156,9 +159,11 @@ class Worker:
         if error is not None:
             return error
         out = inbox
+        boxed = inbox
         for func, args, kwargs in zip(self.task, self.args, self.kwargs):
             try:
-                out = func(out, *args, **kwargs)
+                out = func(boxed, *args, **kwargs)
+                boxed = (out,)  # the next function gets a 1-tuple inbox
             except Exception as exc:  # noqa: BLE001 - becomes the item's error value
                 import traceback
 
