@@ -26,7 +26,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 __all__ = [
@@ -109,36 +109,138 @@ def print_(inbox: list[Any]) -> Any:
 
 
 # -- streams ------------------------------------------------------------------
-def dump_stream(inbox: list[Any], handle: IO[str], delimiter: str | None = None) -> None:
-    """Write ``inbox[0]`` as a line to the text ``handle``, then the ``delimiter``
-    line if one is given (needed for items of several lines). For linear Pipers
-    (a file handle cannot go to another process)."""
-    handle.write(f"{inbox[0]}\n")
-    if delimiter is not None:
-        handle.write(f"{delimiter}\n")
+def _check_delimiter(delimiter: str | None) -> str:
+    """The delimiter as the text of its line ('' for none)."""
+    if delimiter is None:
+        return ""
+    if not isinstance(delimiter, str):
+        raise TypeError(f"delimiter must be a str or None, not {type(delimiter).__name__}")
+    if "\n" in delimiter or "\r" in delimiter:
+        raise ValueError(
+            f"delimiter must be the text of one line, without '\\n' or '\\r': {delimiter!r}"
+        )
+    return delimiter
 
 
-def load_stream(handle: IO[str], delimiter: str | None = None) -> Iterator[str]:
-    """Read back what ``dump_stream`` wrote (a generator, the input of a pipeline).
+def dump_stream(inbox: list[Any], handle: IO[str], delimiter: str | None = None) -> Any:
+    """Write the str ``inbox[0]`` to the text ``handle`` as one record of a stream
+    that :func:`load_stream` reads back; return ``handle.name`` (None if it has none).
 
-    Without a delimiter every non-blank line is an item; with one, the lines
-    between two delimiter lines are joined into one item (blank lines dropped).
+    The format is the original PaPy's: the item, ``"\\n"``, then the delimiter
+    line (an empty line without a delimiter). The items ``"a"`` and ``"b\\nc"``::
+
+        delimiter=None   ->  "a\\n\\nb\\nc\\n\\n"
+        delimiter="END"  ->  "a\\nEND\\nb\\nc\\nEND\\n"
+
+    ``delimiter=""`` means the same as None. Every item that is accepted comes
+    back exactly from ``load_stream`` with the same delimiter; an item that
+    could not is refused with a ValueError: without a delimiter an item cannot
+    be empty, contain a blank line or start or end with a newline (records are
+    separated by a blank line); with one, no line of an item can equal the
+    delimiter. A line is what ends at ``"\\n"``: for items with ``"\\r"``, open
+    the file with ``newline=""`` for writing and reading (universal-newline
+    mode, the default for reading, turns ``"\\r\\n"`` and ``"\\r"`` into
+    ``"\\n"``). For linear Pipers only (a file handle cannot go to another
+    process).
     """
-    chunk: list[str] = []
-    for line in handle:
-        line = line.rstrip("\r\n")
-        if delimiter is None:
-            if line.strip():
-                yield line
+    item = inbox[0]
+    line = _check_delimiter(delimiter)
+    if not isinstance(item, str):
+        raise TypeError(
+            f"dump_stream writes str items, not {type(item).__name__} "
+            "(convert the item first, e.g. with json_dumps or str)"
+        )
+    if not line:
+        if not item or "\n\n" in item or item.startswith("\n") or item.endswith("\n"):
+            raise ValueError(
+                "with delimiter=None items are separated by a blank line, so an item cannot be "
+                "empty, contain a blank line, or start or end with a newline; pass a delimiter "
+                f"(e.g. delimiter='END'): {_preview(item)}"
+            )
+    elif line in item.split("\n"):
+        raise ValueError(
+            f"a line of the item equals the delimiter {line!r}, so the item would be cut "
+            f"there; choose a delimiter that no item contains as a line: {_preview(item)}"
+        )
+    handle.write(f"{item}\n{line}\n")
+    return getattr(handle, "name", None)
+
+
+def _preview(item: str, limit: int = 60) -> str:
+    return (
+        f"item {item!r}"
+        if len(item) <= limit
+        else f"item {item[:limit]!r}... ({len(item)} characters)"
+    )
+
+
+def _stream_lines(handle: Iterable[str]) -> Iterator[str]:
+    """The lines of ``handle`` split at ``"\\n"`` only, without it; the text after
+    the last ``"\\n"`` (if any) comes last. Reads one piece of ``handle`` at a time."""
+    partial: list[str] = []
+    for piece in handle:
+        if not isinstance(piece, str):
+            raise TypeError(
+                f"load_stream reads a text handle, got a {type(piece).__name__} line "
+                "(open the file in text mode)"
+            )
+        if "\n" not in piece:
+            partial.append(piece)  # a line cut at "\r" (newline="") or an unfinished one
             continue
-        if line == delimiter:
-            if chunk:
-                yield "\n".join(chunk)
-            chunk = []
-        elif line.strip():
-            chunk.append(line)
-    if chunk:
-        yield "\n".join(chunk)
+        lines = piece.split("\n")
+        if partial:
+            partial.append(lines[0])
+            lines[0] = "".join(partial)
+            partial = []
+        rest = lines.pop()
+        yield from lines
+        if rest:
+            partial.append(rest)
+    if partial:
+        yield "".join(partial)
+
+
+def load_stream(handle: Iterable[str], delimiter: str | None = None) -> Iterator[str]:
+    """Yield the items of a stream written by :func:`dump_stream` (the original
+    PaPy's format) with the same ``delimiter``: a generator, the input of a pipeline.
+
+    The stream is read one line at a time and only the current record is kept,
+    so files of any size can be read. Items written by ``dump_stream`` come
+    back exactly (with ``"\\r"`` when both sides open the file with
+    ``newline=""``). For files written by hand (or cut short):
+
+    * without a delimiter, records are separated by one or more blank lines
+      (several in a row separate the same way; blank lines at the start or
+      end of the file yield nothing);
+    * with a delimiter, a delimiter line with no line before it (since the
+      previous delimiter line or the start) yields nothing;
+    * a last record without its blank or delimiter line, or whose final line
+      has no ``"\\n"``, is still yielded (unless it has only blank lines).
+
+    ``handle`` is a text file object or any iterable of str pieces whose
+    concatenation is the text; lines end at ``"\\n"`` only.
+    """
+    line_text = _check_delimiter(delimiter)
+    record: list[str] = []
+    if not line_text:
+        for line in _stream_lines(handle):
+            if line:
+                record.append(line)
+            elif record:
+                yield "\n".join(record)
+                record = []
+        if record:
+            yield "\n".join(record)
+        return
+    for line in _stream_lines(handle):
+        if line == line_text:
+            if record:
+                yield "\n".join(record)
+                record = []
+        else:
+            record.append(line)
+    if any(record):  # cut short before its delimiter line
+        yield "\n".join(record)
 
 
 def dump_pickle_stream(inbox: list[Any], handle: IO[bytes]) -> None:
