@@ -1,35 +1,48 @@
-"""Large items between parallel Pipers, out of band: dump_item in one, load_item in the next.
+"""Items between two parallel Pipers out of band: ``dump_item`` up, ``load_item`` down.
 
-Only a small ItemRef travels through the pipeline; the item itself goes
-through a temporary file, a FIFO or a loopback socket, removed after use.
+Re-expresses the original's ``ipc.py``: two NuMaps, ``upstream`` composed
+with ``dump_item`` and ``load_item`` composed with ``downstream``. Only a small
+ItemRef travels through this process; the item goes through a temporary file,
+a FIFO or a loopback socket (the first argument), removed after use.
 """
 
-import os
 import sys
 
-from papy import IMap
-from papy.pipeline import Piper, Plumber, Worker
+from papy import NuMap, imports
+from papy.pipeline import Piper, Worker
 from papy.pipeline.util import dump_item, load_item
 
 
-def make(inbox):
-    return f"{os.getpid()}"  # dump_item, next in the composition, gets it as inbox[0]
+@imports(["os"])
+def upstream(inbox):
+    up_pid = os.getpid()  # noqa: F821 - os is bound by @imports
+    return str(up_pid)
 
 
-def arrive(inbox):
-    return f"{inbox[0]}->{os.getpid()}"
+@imports(["os"])
+def downstream(inbox):
+    up_pid = inbox[0]
+    down_pid = os.getpid()  # noqa: F821
+    return f"{up_pid}->{down_pid}"
 
 
 if __name__ == "__main__":
     transport = sys.argv[1] if len(sys.argv) > 1 else "file"
-    up = Piper(
-        Worker((make, dump_item), ((), (transport,))), parallel=IMap(worker_num=2), name="up"
-    )
-    down = Piper(Worker((load_item, arrive)), parallel=IMap(worker_num=2), name="down", track=True)
-    plumber = Plumber(pipes=[(up, down)])
-    plumber.start([range(4)])
-    plumber.run()
-    plumber.wait()
-    plumber.stop()
-    for i in range(4):
-        print(down.tracked[i])
+    host1 = NuMap(worker_num=2)
+    host2 = NuMap(worker_num=2)
+
+    up = Worker((upstream, dump_item), ((), (transport,)))
+    dn = Worker((load_item, downstream))
+    up_ = Piper(up, parallel=host1)
+    dn_ = Piper(dn, parallel=host2)
+
+    up_([["hello", "world", "hi", "folks"]])
+    dn_([up_])
+
+    up_.start()
+    dn_.start()
+
+    for line in list(dn_):
+        print(line)
+    dn_.stop()
+    up_.stop()

@@ -19,6 +19,7 @@ from ._errors import (
     WorkerLostError,
 )
 from ._imap import IMap, NuMap, TaskIterator, imap
+from ._imports import imports
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = [
     "NuMap",
     "TaskIterator",
     "imap",
+    "imports",
     "TimeoutError",
     "PapyError",
     "DeadlockError",

@@ -400,8 +400,22 @@ class IMap:
         return int(task)
 
     # -- running --------------------------------------------------------------
-    def start(self) -> None:
-        """Start the workers and feed the first batches. Calling it again does nothing."""
+    def start(self, stages: Sequence[int] | None = None) -> None:
+        """Start the workers and feed the first batches. Calling it again does nothing.
+
+        ``stages`` is the original NuMap's two-stage start, kept for its code:
+        ``(1, 2)`` (the default) or ``(2,)`` start the map; ``(1,)`` alone does
+        nothing, because papy starts its workers and the evaluation together,
+        and tasks may be added until then.
+        """
+        if stages is not None:
+            if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+                raise TypeError(f"stages must be a sequence of the stages 1 and 2, got {stages!r}")
+            stages = list(stages)
+            if any(isinstance(s, bool) or s not in (1, 2) for s in stages):
+                raise ValueError(f"stages must be made of the stages 1 and 2, got {stages!r}")
+            if 2 not in stages:
+                return
         if self._run is not None:
             return
         if not self._tasks:

@@ -19,3 +19,8 @@ def logger() -> logging.Logger:
         _logger = logging.getLogger("papy")
         _logger.addHandler(logging.NullHandler())
     return _logger
+
+
+def pipeline_logger() -> logging.Logger:
+    """``papy.pipeline``: what Pipers, Daggers and Plumbers log (their ``log``)."""
+    return logger().getChild("pipeline")

@@ -48,16 +48,16 @@ def dumps(obj: Any) -> bytes:
 def dumps_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle a task's function and constant arguments once, by reference when possible.
 
-    A function that plain pickle stores by reference but that is defined in
-    ``__main__`` goes by value (cloudpickle), so it also reaches workers started
-    with spawn or forkserver, whose ``__main__`` is not the parent's.
+    A function or class defined in ``__main__``, anywhere in what is pickled
+    (a Worker composing ``__main__`` functions, a ``functools.partial``), makes
+    the whole task go by value (cloudpickle): plain pickle would store it by
+    reference, which workers started with spawn or forkserver, and remote
+    servers, cannot resolve (their ``__main__`` is not the parent's).
     """
-    by_value = getattr(func, "__module__", None) == "__main__"
-    if not by_value:
-        try:
-            return pickle.dumps((func, args, kwargs), PROTOCOL)
-        except Exception:
-            pass
+    try:
+        return _dumps_refusing_main((func, args, kwargs))
+    except Exception:  # noqa: BLE001 - cloudpickle tries next
+        pass
     try:
         import cloudpickle
 
@@ -66,6 +66,25 @@ def dumps_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         raise TypeError(
             f"func {func!r} and its args/kwargs cannot be pickled for process workers: {exc}"
         ) from exc
+
+
+class _DefinedInMain(Exception):
+    """Raised while pickling: an object of ``__main__`` must go by value."""
+
+
+def _dumps_refusing_main(obj: Any) -> bytes:
+    import io
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, value: Any) -> Any:
+            if isinstance(value, type) or (callable(value) and hasattr(value, "__code__")):
+                if getattr(value, "__module__", None) == "__main__":
+                    raise _DefinedInMain(value)
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    Pickler(buffer, PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 def format_tb(exc: BaseException) -> str:

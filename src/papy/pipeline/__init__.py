@@ -14,8 +14,8 @@ See docs/pipelines.md.
 
 from __future__ import annotations
 
+from .dagger import Dagger
 from .errors import DaggerError, PiperError, PlumberError, WorkerError
-from .graph import Dagger
 from .piper import Piper
 from .plumber import Plumber
 from .worker import Batch, Worker

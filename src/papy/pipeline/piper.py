@@ -30,12 +30,17 @@ from __future__ import annotations
 import itertools
 import numbers
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
 
 from .._errors import DeadlockError, InputError, SchedulerClosed, WorkerLostError
 from .._imap import TaskIterator
+from .._log import pipeline_logger
 from .errors import PiperError, WorkerError
 from .worker import Batch, Worker
 
@@ -212,8 +217,14 @@ class _Inbox:
 
     def __next__(self) -> list[Any]:
         if self._gate is not None:
-            # wait until every IMap of the pipeline is started (Dagger.start)
-            self._gate.wait()
+            # wait until every IMap of the pipeline is started (Dagger.start,
+            # Piper.start); give up if the map reading this inbox was stopped
+            # meanwhile, so its input thread never waits for ever
+            imap = self._piper.imap
+            while not self._gate.wait(0.1):
+                if imap is not None and not imap.started:
+                    self._done = True
+                    raise StopIteration
             self._gate = None
         if self._done:
             raise StopIteration
@@ -580,6 +591,8 @@ class Piper:
         self._task_ids: list[int] = []
         self._outbox: _Outbox | None = None
         self._gate = threading.Event()
+        self._upstream_ok = False
+        self._dagger: weakref.ref[Any] | None = None  # the Dagger this Piper is a node of
         self._reset_counts()
 
     @property
@@ -706,18 +719,36 @@ class Piper:
     def _mark_started(self) -> None:
         if not self.connected:
             raise PiperError(f"Piper {self.name!r} is not connected; connect() it first")
+        self._upstream_ok = False
         self.started = True
         self.finished = False
 
     def _open_gate(self) -> None:
         self._gate.set()
 
-    def start(self) -> Piper:
-        """Start the Piper (and its IMap; with a shared IMap, connect all its Pipers first)."""
-        self._mark_started()
-        if self.imap is not None:
+    def start(self, stages: Sequence[int] | None = None) -> Piper:
+        """Start the Piper (and its IMap; with a shared IMap, connect all its Pipers first).
+
+        ``stages`` is the original's staged start, for Pipers sharing one IMap:
+        stages 0 and 1 mark the Piper started, stage 2 starts its IMap and lets
+        items in. The default does all three; ``Dagger.start`` does it for
+        every Piper of a pipeline.
+        """
+        if stages is None:
+            stages = (0, 1, 2)
+        elif isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+            raise TypeError(f"stages must be a sequence of the stages 0, 1 and 2, got {stages!r}")
+        stages = list(stages)
+        if any(isinstance(st, bool) or st not in (0, 1, 2) for st in stages):
+            raise ValueError(f"stages must be made of the stages 0, 1 and 2, got {stages!r}")
+        if 0 in stages or 1 in stages or not self.started:
+            self._mark_started()
+        if self.imap is None:
+            self._open_gate()  # a linear Piper has nothing to wait for
+        elif 2 in stages:
             self.imap.start()
-        self._open_gate()
+            self._open_gate()
+        self.log.debug("%r started (stages %s)", self, stages)
         return self
 
     def _end_inputs(self) -> None:
@@ -725,10 +756,13 @@ class Piper:
         for source in self._sources:
             source.stop()
 
-    def stop(self, forced: bool = False) -> None:
+    def stop(self, forced: bool = False, ends: Sequence[int] | None = None) -> None:
         """Stop the Piper and its IMap (which stops every Piper sharing it).
 
         A Piper that has not handed out all its items yet needs ``forced=True``.
+        ``ends`` (the original's call, ``stop(ends=[0])``) stops the IMap
+        gracefully, draining those of its tasks (see ``IMap.stop``); a linear
+        Piper has no map and ignores it.
         """
         if not self.started:
             raise PiperError(f"Piper {self.name!r} is not started")
@@ -740,8 +774,9 @@ class Piper:
             self._end_inputs()
         self._open_gate()
         if self.imap is not None:
-            self.imap.stop()
+            self.imap.stop(ends=ends)
         self.started = False
+        self.log.debug("%r stopped", self)
 
     def disconnect(self, forced: bool = False) -> None:
         """Forget the inputs (and remove the Piper's tasks from its stopped IMap)."""
@@ -774,6 +809,23 @@ class Piper:
         self._tee = None
         self.connected = False
 
+    @property
+    def log(self) -> logging.Logger:
+        """The ``papy.pipeline`` logger (the original's ``Piper.log``)."""
+        return pipeline_logger()
+
+    def _check_upstream_started(self) -> None:
+        """Raise if a Piper upstream of this one is connected but not started:
+        its items would never come (a shared IMap would wait for them for ever)."""
+        for up in self._inputs:
+            if isinstance(up, Piper):
+                if not up.started:
+                    raise PiperError(
+                        f"the upstream Piper {up.name!r} of {self.name!r} is connected but "
+                        "not started: start it too (Dagger.start starts every Piper)"
+                    )
+                up._check_upstream_started()
+
     # -- iteration --------------------------------------------------------------
     def __iter__(self) -> Piper:
         return self
@@ -782,6 +834,9 @@ class Piper:
         outbox = self._outbox
         if outbox is None or not self.started:
             raise PiperError(f"Piper {self.name!r} is not started")
+        if not self._upstream_ok:
+            self._check_upstream_started()
+            self._upstream_ok = True
         if self.failure is not None:
             raise StopIteration
         raised: BaseException | None = None

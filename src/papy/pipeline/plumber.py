@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .dagger import Dagger
 from .errors import PlumberError
-from .graph import Dagger
 from .piper import Piper
 
 __all__ = ["Plumber"]

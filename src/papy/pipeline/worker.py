@@ -59,6 +59,19 @@ def _first_error(inbox: Any) -> WorkerError | None:
     return None
 
 
+def _refuse_pipers(functions: Any) -> None:
+    """A Piper is callable (``piper(inbox)`` connects it) but is not a worker function."""
+    from .piper import Piper
+
+    items = functions if isinstance(functions, (list, tuple)) else [functions]
+    for f in items:
+        if isinstance(f, Piper):
+            raise TypeError(
+                f"{f!r} is a Piper, not a worker function: a Worker composes functions "
+                "(use piper.worker for its Worker, or Piper(piper) for a new Piper)"
+            )
+
+
 class Worker:
     """``Worker(functions, arguments=None, kwargs=None, name=None)``.
 
@@ -80,6 +93,7 @@ class Worker:
         kwargs: Any = None,
         name: str | None = None,
     ) -> None:
+        _refuse_pipers(functions)
         if isinstance(functions, Worker):
             task, args, kws = functions.task, functions.args, functions.kwargs
             if arguments is not None or kwargs is not None:

@@ -1,8 +1,16 @@
 """Dagger: the directed acyclic graph of Pipers joined by pipes.
 
 A *pipe* ``(a, b, c)`` says that items flow from ``a`` to ``b`` and from ``b``
-to ``c``. Every order the Dagger uses is deterministic and never depends on
-object ids:
+to ``c``. The Dagger is a :class:`papy.graph.DictGraph` whose node objects are
+the Pipers; as in the original PaPy, its *edges* point the other way, from a
+Piper to the Pipers it depends on: ``dagger[b]`` holds ``a`` (``edges()``
+gives ``(b, a)``, ``outgoing_edges(b)`` leads upstream, ``incoming_edges(a)``
+comes from downstream). The graph methods (``nodes``, ``edges``, ``dfs``,
+``deep_nodes``, ``node_rank`` ...) work on it; edit it through ``add_pipe``
+and ``add_piper``, which check what a pipeline needs (Pipers only, no cycle,
+each Piper in one Dagger once).
+
+Every order the Dagger uses is deterministic and never depends on object ids:
 
 * **inbox order** (the order of the entries of a join's inbox, ``inbox[i]``):
   the upstream Pipers sorted by ``branch``, ascending, where they have one
@@ -16,74 +24,48 @@ object ids:
   downstream Pipers of a Piper in the same branch order, so a branch stays
   contiguous.
 
-A ``branch`` is any sortable object; branches of types that do not compare
-(``1`` and ``'a'``) are ordered by type name, then by value.
+A ``branch`` is any object; branches of types that do not compare (``1`` and
+``'a'``) are ordered as :func:`papy.graph.branch_key` says.
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import time
+import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._log import pipeline_logger
+from ..graph import DictGraph, branch_key
 from .errors import DaggerError, WorkerError
 from .piper import Piper
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["Dagger"]
 
 
-@functools.total_ordering
-class _BranchKey:
-    """Sort key: Pipers with a branch first, by branch; then by a tie-breaker."""
-
-    __slots__ = ("branch", "tie")
-
-    def __init__(self, branch: Any, tie: int) -> None:
-        self.branch = branch
-        self.tie = tie
-
-    def _cmp(self, other: _BranchKey) -> int:
-        a, b = self.branch, other.branch
-        if a is None or b is None:
-            if a is None and b is None:
-                return (self.tie > other.tie) - (self.tie < other.tie)
-            return 1 if a is None else -1
-        try:
-            if a < b:
-                return -1
-            if b < a:
-                return 1
-        except TypeError:
-            ka, kb = (type(a).__name__, repr(a)), (type(b).__name__, repr(b))
-            if ka != kb:
-                return -1 if ka < kb else 1
-        return (self.tie > other.tie) - (self.tie < other.tie)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _BranchKey) and self._cmp(other) == 0
-
-    def __lt__(self, other: _BranchKey) -> bool:
-        return self._cmp(other) < 0
+def _order_key(branch: Any, tie: int) -> tuple[bool, Any, int]:
+    """Pipers with a branch first, by branch; then by ``tie`` (an insertion number)."""
+    return (branch is None, branch_key(branch), tie)
 
 
-class Dagger:
+class Dagger(DictGraph[Piper]):
     """``Dagger(pipers=(), pipes=(), xtras=None)``: a graph of Pipers.
 
-    ``pipers`` are added first (with the matching ``xtras`` dicts, kept as
-    ``dagger.xtras[piper]``), then ``pipes``. Anything that is not a Piper but
-    a Worker or a callable is wrapped in a new linear Piper when added.
+    ``pipers`` are added first (with the matching ``xtras`` dicts, kept as the
+    nodes' ``xtra``), then ``pipes``. Anything that is not a Piper but a Worker
+    or a callable is wrapped in a new linear Piper when added.
     """
 
     def __init__(
         self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (), xtras: Any = None
     ):
-        self._order: dict[Piper, int] = {}  # piper -> insertion number
-        self._branch: dict[Piper, Any] = {}
-        self._up: dict[Piper, list[Piper]] = {}  # in pipe order
-        self._down: dict[Piper, list[Piper]] = {}
-        self._counter = 0
-        self.xtras: dict[Piper, Any] = {}
+        dict.__init__(self)
+        self._seq: dict[tuple[Piper, Piper], int] = {}  # (down, up) edge -> when it was added
+        self._counter = itertools.count()
         self._grace: dict[Any, Any] = {}  # IMap -> its deadlock_grace before start
         pipers = list(pipers)
         xtras = list(xtras) if xtras is not None else [None] * len(pipers)
@@ -94,39 +76,80 @@ class Dagger:
         for pipe in pipes:
             self.add_pipe(pipe)
 
+    @property
+    def log(self) -> logging.Logger:
+        """The ``papy.pipeline`` logger (the original's ``Dagger.log``)."""
+        return pipeline_logger()
+
     # -- nodes ------------------------------------------------------------------
-    def __contains__(self, piper: object) -> bool:
-        return piper in self._order
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __iter__(self) -> Any:
-        return iter(self.postorder())
-
     @property
     def pipers(self) -> list[Piper]:
         """The Pipers in the order they were added."""
-        return list(self._order)
+        return list(self)
 
     @property
     def pipes(self) -> list[tuple[Piper, Piper]]:
         """Every ``(upstream, downstream)`` pair, downstream Pipers in the order added."""
-        return [(u, d) for d in self._order for u in self._up[d]]
+        return [(u, d) for d in self for u in self[d]]
+
+    @property
+    def xtras(self) -> dict[Piper, Any]:
+        """The ``xtra`` dict of every Piper that has a non-empty one."""
+        return {p: node.xtra for p, node in self.items() if node.xtra}
 
     def resolve(self, piper: Any, forgive: bool = False) -> Any:
-        """The Piper ``piper`` (a Piper of this Dagger or its name); DaggerError
-        (or False with ``forgive``) if there is none."""
+        """The Piper ``piper`` (a Piper of this Dagger, its name, or its ``id()``
+        as in the original); DaggerError (or False with ``forgive``) if there is none."""
         if isinstance(piper, Piper):
-            if piper in self._order:
+            if piper in self:
                 return piper
         elif isinstance(piper, str):
-            for p in self._order:
+            for p in self:
                 if p.name == piper:
+                    return p
+        elif isinstance(piper, int) and not isinstance(piper, bool):
+            for p in self:
+                if id(p) == piper:
                     return p
         if forgive:
             return False
         raise DaggerError(f"{piper!r} is not a Piper of this Dagger")
+
+    def _check_free(self, piper: Piper) -> None:
+        """A Piper belongs to one Dagger, and its name is unique in it."""
+        owner = piper._dagger() if piper._dagger is not None else None
+        if owner is not None and owner is not self:
+            raise DaggerError(
+                f"Piper {piper.name!r} is in another Dagger; a Piper is a node of one "
+                "pipeline (del_piper it there first, or make a new Piper from it: Piper(piper))"
+            )
+        for other in self:
+            if other.name == piper.name and other is not piper:
+                raise DaggerError(f"another Piper of this Dagger is named {piper.name!r}")
+
+    def add_node(self, node: Piper, xtra: dict[Any, Any] | None = None, branch: Any = None) -> bool:
+        """Add a Piper as a node (False if it is there already); see ``add_piper``."""
+        if not isinstance(node, Piper):
+            raise DaggerError(f"the nodes of a Dagger are Pipers, got {node!r}")
+        if node in self:
+            return False
+        self._check_free(node)
+        if xtra is not None and not isinstance(xtra, dict):
+            raise DaggerError(f"xtra must be a dict of node properties, got {xtra!r}")
+        super().add_node(node, xtra, branch)
+        self[node].order = next(self._counter)  # type: ignore[attr-defined]
+        node._dagger = weakref.ref(self)
+        return True
+
+    def del_node(self, node: Piper) -> bool:
+        """Remove a Piper and its pipes (no checks; ``del_piper`` checks)."""
+        if node not in self:
+            raise DaggerError(f"{node!r} is not a Piper of this Dagger")
+        super().del_node(node)
+        self._seq = {e: n for e, n in self._seq.items() if node not in e}
+        if node._dagger is not None and node._dagger() is self:
+            node._dagger = None
+        return True
 
     def add_piper(
         self, piper: Any, xtra: Any = None, create: bool = True, branch: Any = None
@@ -134,7 +157,8 @@ class Dagger:
         """Add a Piper; a Worker or callable becomes a new linear Piper if ``create``.
 
         Returns ``(created, piper)``. ``branch`` (if given) replaces the Piper's
-        own branch inside this Dagger.
+        own branch inside this Dagger. A Piper already in this Dagger or in
+        another one is refused (``add_pipe`` joins Pipers already added).
         """
         created = False
         if not isinstance(piper, Piper):
@@ -145,38 +169,24 @@ class Dagger:
             except (TypeError, ValueError) as exc:
                 raise DaggerError(f"cannot make a Piper of {piper!r}: {exc}") from exc
             created = True
-        if piper in self._order:
-            if branch is not None:
-                self._branch[piper] = branch
-            if xtra is not None:
-                self.xtras[piper] = xtra
-            return False, piper
-        for other in self._order:
-            if other.name == piper.name:
-                raise DaggerError(f"another Piper of this Dagger is named {piper.name!r}")
-        self._order[piper] = self._counter
-        self._counter += 1
-        self._branch[piper] = branch if branch is not None else piper.branch
-        self._up[piper] = []
-        self._down[piper] = []
-        if xtra is not None:
-            self.xtras[piper] = xtra
+        if piper in self:
+            raise DaggerError(
+                f"Piper {piper.name!r} is already in this Dagger; add_pipe joins Pipers "
+                "already added"
+            )
+        self.add_node(piper, xtra, branch)
         return created, piper
 
     def del_piper(self, piper: Any, forced: bool = False) -> None:
         """Remove a Piper and its pipes; one with downstream Pipers needs ``forced``."""
         piper = self.resolve(piper)
-        if self._down[piper] and not forced:
+        downs = self._downs(piper)
+        if downs and not forced:
             raise DaggerError(
                 f"Piper {piper.name!r} has downstream Pipers "
-                f"({', '.join(d.name for d in self._down[piper])}); use forced=True"
+                f"({', '.join(d.name for d in downs)}); use forced=True"
             )
-        for up in self._up[piper]:
-            self._down[up].remove(piper)
-        for down in self._down[piper]:
-            self._up[down].remove(piper)
-        for table in (self._order, self._branch, self._up, self._down, self.xtras):
-            table.pop(piper, None)
+        self.del_node(piper)
 
     def add_pipers(self, pipers: Iterable[Any], *args: Any, **kwargs: Any) -> None:
         for piper in list(pipers):
@@ -188,42 +198,73 @@ class Dagger:
             self.del_piper(piper, *args, **kwargs)
 
     # -- edges --------------------------------------------------------------------
+    def _downs(self, piper: Piper) -> list[Piper]:
+        """The downstream Pipers of ``piper``, in the order their pipes were added."""
+        downs = [d for d in self if piper in self[d]]
+        return sorted(downs, key=lambda d: self._seq.get((d, piper), 0))
+
     def _reaches(self, start: Piper, goal: Piper, extra: dict[Piper, list[Piper]]) -> bool:
-        """Is there a path downstream from ``start`` to ``goal`` (with ``extra`` edges)?"""
+        """Is there a path downstream from ``start`` to ``goal`` (with ``extra`` pipes)?"""
         seen = {start}
         stack = [start]
         while stack:
             node = stack.pop()
             if node is goal:
                 return True
-            for nxt in self._down.get(node, []) + extra.get(node, []):
+            nxt_nodes = (self._downs(node) if node in self else []) + extra.get(node, [])
+            for nxt in nxt_nodes:
                 if nxt not in seen:
                     seen.add(nxt)
                     stack.append(nxt)
         return False
 
+    def add_edge(self, edge: Iterable[Piper], double: bool = False) -> None:
+        """Add the dependency edge ``(down, up)``: the pipe ``up -> down``.
+
+        Both must be Pipers (added if missing); an edge that would close a cycle
+        (and ``double``, which always would) is refused with DaggerError.
+        """
+        if double:
+            raise DaggerError("a Dagger is acyclic: double edges are refused")
+        pair = tuple(edge)
+        if len(pair) != 2:
+            raise DaggerError(f"an edge is a pair (downstream, upstream), got {edge!r}")
+        down, up = pair
+        self.add_pipe((up, down))
+
+    def del_edge(self, edge: Iterable[Piper], double: bool = False) -> None:
+        """Remove the dependency edge ``(down, up)`` (the pipe ``up -> down``); the
+        Pipers stay."""
+        pair = tuple(edge)
+        if len(pair) != 2:
+            raise DaggerError(f"an edge is a pair (downstream, upstream), got {edge!r}")
+        down, up = pair
+        if down not in self or up not in self[down]:
+            raise DaggerError(f"there is no pipe {up!r} -> {down!r}")
+        super().del_edge((down, up), double)
+        self._seq.pop((down, up), None)
+
     def add_pipe(self, pipe: Sequence[Any], branch: Any = None) -> list[Piper]:
         """Add the pipe ``(a, b, ...)``: items flow a -> b -> ...
 
         Pipers not yet in the Dagger are added (with ``branch`` if given). A
-        pipe that would close a cycle is refused with DaggerError and leaves the
-        Dagger unchanged. Returns the Pipers of the pipe.
+        pipe that would close a cycle, or that names a Piper of another Dagger,
+        is refused with DaggerError and leaves the Dagger unchanged. Returns the
+        Pipers of the pipe.
         """
         if isinstance(pipe, (str, bytes)) or not isinstance(pipe, Sequence) or len(pipe) < 2:
             raise DaggerError("a pipe is a sequence of at least two Pipers, upstream first")
         pipers: list[Piper] = []
         for p in pipe:
-            if isinstance(p, Piper) or not isinstance(p, str):
-                if isinstance(p, Piper):
-                    pipers.append(p)
-                else:
-                    raise DaggerError(f"a pipe is made of Pipers, got {p!r}")
-            else:
+            if isinstance(p, Piper):
+                pipers.append(p)
+            elif isinstance(p, str):
                 pipers.append(self.resolve(p))
-        names: dict[str, Piper] = {p.name: p for p in self._order}
+            else:
+                raise DaggerError(f"a pipe is made of Pipers, got {p!r}")
         for p in pipers:
-            if p not in self._order and names.get(p.name, p) is not p:
-                raise DaggerError(f"another Piper of this Dagger is named {p.name!r}")
+            if p not in self:
+                self._check_free(p)
         extra: dict[Piper, list[Piper]] = {}
         for up, down in zip(pipers, pipers[1:]):
             if up is down or self._reaches(down, up, extra):
@@ -232,12 +273,12 @@ class Dagger:
                 )
             extra.setdefault(up, []).append(down)
         for p in pipers:
-            if p not in self._order:
-                self.add_piper(p, branch=branch)
+            if p not in self:
+                self.add_node(p, branch=branch)
         for up, down in zip(pipers, pipers[1:]):
-            if up not in self._up[down]:
-                self._up[down].append(up)
-                self._down[up].append(down)
+            if up not in self[down]:
+                DictGraph.add_edge(self, (down, up))
+                self._seq[(down, up)] = next(self._counter)
         return pipers
 
     def del_pipe(self, pipe: Sequence[Any], forced: bool = False) -> None:
@@ -250,14 +291,13 @@ class Dagger:
         pipers = [self.resolve(p) for p in pipe]
         pairs = list(zip(pipers, pipers[1:]))
         for up, down in pairs:
-            if up not in self._up[down]:
+            if up not in self[down]:
                 raise DaggerError(f"there is no pipe {up.name!r} -> {down.name!r}")
         for up, down in reversed(pairs):
-            self._up[down].remove(up)
-            self._down[up].remove(down)
+            self.del_edge((down, up))
         for p in pipers:
-            if p in self._order and not self._up[p] and not self._down[p]:
-                self.del_piper(p)
+            if p in self and not self[p] and not self._downs(p):
+                self.del_node(p)
 
     def add_pipes(self, pipes: Iterable[Sequence[Any]], *args: Any, **kwargs: Any) -> None:
         for pipe in list(pipes):
@@ -267,32 +307,43 @@ class Dagger:
         for pipe in list(pipes):
             self.del_pipe(pipe, *args, **kwargs)
 
+    def children_after_parents(self, piper1: Piper, piper2: Piper) -> int:
+        """The original's comparison: 1 if ``piper1`` is upstream of ``piper2``, -1 if
+        downstream, 0 if neither (use with ``functools.cmp_to_key``)."""
+        if piper1 in self.deep_nodes(piper2):
+            return 1
+        if piper2 in self.deep_nodes(piper1):
+            return -1
+        return 0
+
     # -- orders -------------------------------------------------------------------
-    def _key(self, piper: Piper) -> _BranchKey:
-        return _BranchKey(self._branch[piper], self._order[piper])
+    def _key(self, piper: Piper) -> tuple[bool, Any, int]:
+        node = self[piper]
+        return _order_key(node.branch, node.order)  # type: ignore[attr-defined]
 
     def branch_of(self, piper: Any) -> Any:
-        return self._branch[self.resolve(piper)]
+        return self[self.resolve(piper)].branch
 
     def upstream(self, piper: Any) -> list[Piper]:
         """The upstream Pipers of ``piper`` in inbox order."""
         piper = self.resolve(piper)
-        ups = self._up[piper]
-        return sorted(ups, key=lambda u: _BranchKey(self._branch[u], ups.index(u)))
+        ups = list(self[piper])
+        return sorted(ups, key=lambda u: _order_key(self[u].branch, ups.index(u)))
 
     def downstream(self, piper: Any) -> list[Piper]:
         """The downstream Pipers of ``piper`` (branch order, then pipe order)."""
         piper = self.resolve(piper)
-        downs = self._down[piper]
-        return sorted(downs, key=lambda d: _BranchKey(self._branch[d], downs.index(d)))
+        downs = self._downs(piper)
+        return sorted(downs, key=lambda d: _order_key(self[d].branch, downs.index(d)))
 
     def get_inputs(self) -> list[Piper]:
         """Pipers without upstream Pipers, by branch then in the order added."""
-        return sorted((p for p in self._order if not self._up[p]), key=self._key)
+        return sorted((p for p in self if not self[p]), key=self._key)
 
     def get_outputs(self) -> list[Piper]:
         """Pipers without downstream Pipers, by branch then in the order added."""
-        return sorted((p for p in self._order if not self._down[p]), key=self._key)
+        has_down = {u for d in self for u in self[d]}
+        return sorted((p for p in self if p not in has_down), key=self._key)
 
     def postorder(self) -> list[Piper]:
         """Every Piper after its upstream Pipers (see the module docstring)."""
@@ -300,7 +351,7 @@ class Dagger:
         placed: set[Piper] = set()
 
         def ready(p: Piper) -> bool:
-            return p not in placed and all(u in placed for u in self._up[p])
+            return p not in placed and all(u in placed for u in self[p])
 
         for root in self.get_inputs():
             if root in placed:
@@ -341,7 +392,7 @@ class Dagger:
 
         With ``datas``, the input Pipers are first connected to those iterables.
         """
-        if not self._order:
+        if not self:
             raise DaggerError("the Dagger has no Pipers")
         if datas is not None:
             self.connect_inputs(datas)
@@ -360,7 +411,7 @@ class Dagger:
         def readers(p: Piper) -> frozenset[Any]:
             if p in memo:
                 return memo[p]
-            downs = self._down[p]
+            downs = self._downs(p)
             out: set[Any] = set()
             if not downs:
                 out.add("output")
@@ -373,7 +424,7 @@ class Dagger:
             return memo[p]
 
         result: dict[Any, set[Any]] = {}
-        for p in self._order:
+        for p in self:
             if p.imap is not None:
                 result.setdefault(p.imap, set()).update(readers(p) - {id(p.imap)})
         return result
@@ -404,6 +455,7 @@ class Dagger:
                 piper.imap.start()
         for piper in order:
             piper._open_gate()
+        self.log.debug("%r started, in the order %s", self, [p.name for p in order])
 
     def _drain(self, outputs: list[Piper], timeout: float | None = None) -> bool:
         """Read the outputs round robin until each ends; True if they all did."""
@@ -441,6 +493,7 @@ class Dagger:
             for imap, grace in self._grace.items():
                 imap.deadlock_grace = grace
             self._grace = {}
+            self.log.debug("%r stopped", self)
 
     def disconnect(self, forced: bool = False) -> None:
         """Disconnect every connected Piper, downstream first."""
@@ -508,7 +561,7 @@ class Dagger:
             lines.append(f"  {ids[piper]} [{', '.join(attrs)}];")
         for down in self.postorder():
             for i, up in enumerate(self.upstream(down)):
-                label = f' [label="inbox[{i}]"]' if len(self._up[down]) > 1 else ""
+                label = f' [label="inbox[{i}]"]' if len(self[down]) > 1 else ""
                 lines.append(f"  {ids[up]} -> {ids[down]}{label};")
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -533,9 +586,9 @@ class Dagger:
             lines.append(f"    {ids[piper]}{shape}")
         for down in self.postorder():
             for i, up in enumerate(self.upstream(down)):
-                arrow = f" -->|inbox[{i}]| " if len(self._up[down]) > 1 else " --> "
+                arrow = f" -->|inbox[{i}]| " if len(self[down]) > 1 else " --> "
                 lines.append(f"    {ids[up]}{arrow}{ids[down]}")
         return "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} pipers={len(self._order)} pipes={len(self.pipes)}>"
+        return f"<{type(self).__name__} pipers={len(self)} pipes={len(self.pipes)}>"
