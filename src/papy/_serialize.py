@@ -23,6 +23,7 @@ PROTOCOL = 5
 __all__ = [
     "dumps",
     "dumps_function",
+    "dumps_portable",
     "loads",
     "format_tb",
     "wrap_base_exception",
@@ -55,17 +56,24 @@ def dumps_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     servers, cannot resolve (their ``__main__`` is not the parent's).
     """
     try:
-        return _dumps_refusing_main((func, args, kwargs))
-    except Exception:  # noqa: BLE001 - cloudpickle tries next
-        pass
-    try:
-        import cloudpickle
-
-        return cloudpickle.dumps((func, args, kwargs), PROTOCOL)  # type: ignore[no-any-return]
+        return dumps_portable((func, args, kwargs))
     except Exception as exc:
         raise TypeError(
             f"func {func!r} and its args/kwargs cannot be pickled for process workers: {exc}"
         ) from exc
+
+
+def dumps_portable(obj: Any) -> bytes:
+    """Pickle ``obj`` so that another interpreter can load it: by reference where
+    plain pickle can, by value (cloudpickle) if anything in it was defined in
+    ``__main__`` or plain pickle refuses it."""
+    try:
+        return _dumps_refusing_main(obj)
+    except Exception:  # noqa: BLE001 - cloudpickle tries next
+        pass
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, PROTOCOL)  # type: ignore[no-any-return]
 
 
 class _DefinedInMain(Exception):

@@ -12,9 +12,11 @@ error, or a broken IMap) ends the run: ``wait()`` raises it.
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .dagger import Dagger
@@ -22,6 +24,18 @@ from .errors import PlumberError
 from .piper import Piper
 
 __all__ = ["Plumber"]
+
+
+class _either_way:  # noqa: N801 - used as a decorator, like classmethod
+    """A method that may be called on the class (getting the class) or on an
+    instance (getting the instance)."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self._func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Callable[..., Any]:
+        return functools.partial(self._func, obj if obj is not None else cls)
 
 
 class Plumber(Dagger):
@@ -200,6 +214,30 @@ class Plumber(Dagger):
                 self._end_time = time.perf_counter()
             self.disconnect(forced=True)
             self._started = False
+
+    # -- saving -------------------------------------------------------------------
+    def save(self, filename: str | os.PathLike[str]) -> None:
+        """Save the pipeline's definition (Pipers, Workers, IMap settings, pipes,
+        branches, xtras) to ``filename``; ``Plumber.load`` builds it again,
+        in this or another process. See :mod:`papy.pipeline._saved`."""
+        from . import _saved
+
+        _saved.save(self, filename)
+        self.log.debug("%r saved to %s", self, os.fspath(filename))
+
+    @_either_way
+    def load(target: Any, filename: str | os.PathLike[str]) -> Any:  # noqa: N805
+        """Load a pipeline saved by ``save``: ``Plumber.load(filename)`` returns a
+        new Plumber; ``plumber.load(filename)`` (the original's call) adds the
+        saved Pipers and pipes to ``plumber`` and returns it. Loading runs code
+        from the file: load only files you trust."""
+        from . import _saved
+
+        data = _saved.read(filename)
+        plumber = target() if isinstance(target, type) else target
+        if not isinstance(target, type) and plumber.started:
+            raise PlumberError("the Plumber is started; stop() it before loading into it")
+        return _saved.build(plumber, data)
 
     # -- statistics and tracking -----------------------------------------------
     @property
