@@ -170,6 +170,10 @@ CASES = {
         ),
     ),
     "words.py": ([], exact(*WORDS_OUTPUT)),
+    "script_workflow.py": (
+        [],
+        exact("[{'package': 'Hello, work moar!'}, {'package': 'Hello, nevar give up!'}]"),
+    ),
 }
 
 

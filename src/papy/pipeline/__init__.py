@@ -7,7 +7,9 @@
 * :class:`Dagger`: the directed acyclic graph of Pipers and pipes.
 * :class:`Plumber`: runs a Dagger (``start``, ``run``, ``wait``, ``pause``,
   ``stop``, ``stats``) and draws it (``to_dot``, ``to_mermaid``).
-* :mod:`papy.pipeline.util`: ready-made worker functions.
+* :mod:`papy.pipeline.util`: ready-made worker functions;
+  :mod:`papy.pipeline.script`'s ``script()`` runs an external program per item.
+* ``Plumber.save``/``Plumber.load``: a pipeline's definition in a file.
 
 See docs/pipelines.md.
 """
