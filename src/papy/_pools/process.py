@@ -70,6 +70,8 @@ PREFETCH_HORIZON = 0.01
 PATIENCE = 0.002
 #: a worker gets a second batch only while the requests it holds are below this (bytes)
 MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024
+#: ranges are packed into one message only while a tasklet is measured below this (s)
+PACK_BELOW = 20e-6
 #: most tasklets packed into one message ...
 MAX_PACK = 4096
 #: ... and about this many bytes of arguments (as measured): a worker starts on a
@@ -468,6 +470,11 @@ class ProcessPool:
             want = min(share, MAX_PACK)
             if self._item_bytes > 0:
                 want = min(want, int(PACK_BYTES / self._item_bytes))
+            if not 0 <= self._item_time < PACK_BELOW:
+                # items of unknown or measurable cost go one range a message, so a
+                # worker that is free takes the next range instead of it waiting
+                # behind a slow one in another worker's message
+                want = 1
             want = max(1, want)
             ranges = []
             tries = []

@@ -50,6 +50,8 @@ def _measured(pool: ThreadPool, per_item: float, items: list[Any]) -> None:
 MEASURE_EVERY = 16
 #: ranges are packed into jobs of about this many tasklets (at least one job per thread)
 JOB_ITEMS = 32
+#: ranges are packed only while a tasklet is measured to take less than this (seconds)
+PACK_BELOW = 20e-6
 
 
 def _evaluate(
@@ -150,9 +152,15 @@ class ThreadPool:
             return
         self._batch = []
         n = len(batch)
-        items = sum(len(r[2]) for r in batch)
-        # ranges of about JOB_ITEMS tasklets go on their own; smaller ones are packed
-        jobs = max(min(n, self.size), min(n, items // JOB_ITEMS))
+        if not 0 <= self._item_time < PACK_BELOW:
+            # items of unknown or measurable cost: one job per range, so an idle
+            # thread takes the next range instead of it waiting behind a slow one
+            jobs = n
+        else:
+            # tiny items: ranges of about JOB_ITEMS tasklets go on their own,
+            # smaller ones are packed (a queue operation costs more than they do)
+            items = sum(len(r[2]) for r in batch)
+            jobs = max(min(n, self.size), min(n, items // JOB_ITEMS))
         for k in range(jobs):
             self._inbox.put(batch[k * n // jobs : (k + 1) * n // jobs])
 
