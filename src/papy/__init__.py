@@ -18,7 +18,7 @@ from ._errors import (
     TaskletAbortedError,
     WorkerLostError,
 )
-from ._imap import IMap, NuMap, TaskIterator, imap
+from ._imap import IMap, MapIterator, NuMap, TaskIterator, imap
 from ._imports import imports
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
@@ -31,6 +31,7 @@ __all__ = [
     "IMap",
     "NuMap",
     "TaskIterator",
+    "MapIterator",
     "imap",
     "imports",
     "TimeoutError",

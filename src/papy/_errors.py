@@ -82,6 +82,21 @@ class RemoteTraceback(Exception):
         return "\n\n" + self.tb
 
 
+# tracebacks and reprs show the public names (papy.WorkerLostError), which is
+# also where pickle finds them
+for _cls in (
+    PapyError,
+    DeadlockError,
+    SchedulerClosed,
+    WorkerLostError,
+    SerializationError,
+    TaskletAbortedError,
+    InputError,
+    RemoteTraceback,
+):
+    _cls.__module__ = "papy"
+del _cls
+
 _timeout_cls: Any = None
 
 

@@ -23,6 +23,7 @@ one engine (``papy._engine``: feeding, driving, the helper thread)::
 from __future__ import annotations
 
 import atexit
+import copy
 import numbers
 import os
 import weakref
@@ -61,6 +62,49 @@ def _check_count(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    """A yes/no argument: a bool (or the ints 0 and 1, as old code passes them)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+_PROGRESS_HINT = "progress=True needs tqdm: pip install 'papy2[progress]'"
+
+
+def _progress_factory(progress: Any, iterable: Any, desc: str | None) -> Callable[[], Any] | None:
+    """Check ``progress`` (False, True or a dict of tqdm options) at the call and
+    return what makes the bar later (None: no bar). tqdm is imported here, so
+    that a missing tqdm fails before anything runs."""
+    if progress is False or progress is None:
+        return None
+    if progress is True:
+        options: dict[str, Any] = {}
+    elif isinstance(progress, Mapping) and all(isinstance(k, str) for k in progress):
+        options = dict(progress)
+    else:
+        raise TypeError(f"progress must be True, False or a dict of tqdm options, got {progress!r}")
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError(_PROGRESS_HINT) from None
+    if "total" not in options and hasattr(iterable, "__len__"):
+        try:
+            options["total"] = len(iterable)
+        except Exception:  # noqa: BLE001 - a length is only a nicety
+            pass
+    options.setdefault("unit", "item")
+    if desc is not None:
+        options.setdefault("desc", desc)
+
+    def make() -> Any:
+        return tqdm(**options)
+
+    return make
 
 
 def _parse_remote(worker_remote: Any) -> list[tuple[str, int, int]]:
@@ -267,7 +311,13 @@ class IMap:
         if buffer is not None:
             buffer = _check_count("buffer", buffer, 1)
             if buffer < stride:
-                raise ValueError(f"buffer must be >= stride ({stride}), got {buffer}")
+                which = (
+                    f"the default stride, {stride} for {workers} workers x chunksize "
+                    f"{self.chunksize}; give stride= to set another"
+                    if self._default_stride
+                    else f"stride={stride}"
+                )
+                raise ValueError(f"buffer must be >= stride ({which}), got buffer={buffer}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if start_method is not None:
@@ -285,13 +335,16 @@ class IMap:
         self.stride = stride
         self.buffer = buffer
         self.auto_chunksize = auto  # chunksize='auto': chosen at start() from the buffer
-        self.ordered = bool(ordered)
-        self.skip = bool(skip)
+        self.ordered = _check_flag("ordered", ordered)
+        self.skip = _check_flag("skip", skip)
         self.name = name if name is not None else f"imap_{id(self):x}"
         self.start_method = start_method
         self.deadlock_grace = deadlock_grace
         self._tasks: list[_Task] = []
         self._payloads: dict[int, bytes] = {}
+        self._bar_factories: dict[int, Callable[[], Any]] = {}  # task -> makes its bar
+        self._bars: dict[int, Any] = {}  # task -> its progress bar, while started
+        self._last_stats: dict[str, Any] | None = None  # stats() of the last run, at stop
         self._run: Run | None = None
         self._pool_options: Any = {"executor": executor, "remote_ssl": remote_ssl}
         self.tracked: dict[int, dict[int, Any]] = {}
@@ -321,13 +374,22 @@ class IMap:
         timeout: float | None = None,
         block: bool = True,
         track: bool = False,
+        progress: bool | Mapping[str, Any] = False,
+        *,
+        _share_input: bool = False,
     ) -> TaskIterator:
         """Add the task ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
         Returns the iterator over its results. ``iterable`` may be the result
         iterator of a task added earlier (chaining). ``timeout`` and ``block``
         are the defaults of that iterator's ``next``; ``track`` keeps every
-        result handed out in ``self.tracked[task]``.
+        result handed out in ``self.tracked[task]``. ``progress=True`` (or a
+        dict of tqdm options: ``desc``, ``position``, ``leave`` ...) shows a
+        progress bar of the results handed out, from ``start()`` to ``stop()``.
+
+        An iterator (a generator, a file ...) can be the input of one task
+        only: two tasks would split its items between them. Give each task its
+        own iterable (``itertools.tee``), or chain the tasks.
         """
         self._check_not_started("add_task")
         if not callable(func):
@@ -337,11 +399,20 @@ class IMap:
             upstream = iterable.task
         else:
             try:
-                iter(iterable)
+                it = iter(iterable)
             except TypeError:
                 raise TypeError(
                     f"iterable must be iterable, got {type(iterable).__name__}"
                 ) from None
+            if it is iterable and not _share_input:
+                for i, t in enumerate(self._tasks):
+                    if t.iterable is iterable:
+                        raise ValueError(
+                            f"iterable is the iterator that task {i} already reads: two tasks "
+                            "would split its items between them; give each task its own "
+                            "iterable (itertools.tee), or chain the tasks"
+                        )
+        bar = _progress_factory(progress, iterable, f"task {len(self._tasks)}")
         if args is None:
             args = ()
         elif isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
@@ -366,6 +437,8 @@ class IMap:
         )
         if track:
             self.tracked[task_id] = {}
+        if bar is not None:
+            self._bar_factories[task_id] = bar
         return self.get_task(task_id, timeout, block)
 
     __call__ = add_task
@@ -389,6 +462,7 @@ class IMap:
             )
         for task_id in range(len(self._tasks) - number, len(self._tasks)):
             self._payloads.pop(task_id, None)
+            self._bar_factories.pop(task_id, None)
             self.tracked.pop(task_id, None)
         del self._tasks[len(self._tasks) - number :]
 
@@ -477,6 +551,7 @@ class IMap:
             workers=self._workers,
         )
         self._run = run
+        self._bars = {task: make() for task, make in self._bar_factories.items()}
         _live_runs.add(run)
         self._finalizer = weakref.finalize(self, run.shutdown, 0.2)
         run.start()
@@ -553,6 +628,10 @@ class IMap:
             raise
         if self.tracked and task in self.tracked:
             self.tracked[task][got[1]] = got[2]
+        if self._bars:
+            bar = self._bars.get(task)
+            if bar is not None and got[0] != _scheduler.FINISHED:
+                bar.update(1)
         return got  # type: ignore[no-any-return]
 
     def __iter__(self) -> TaskIterator:
@@ -581,13 +660,21 @@ class IMap:
                 ends = [self._check_task(t) for t in ends]
                 self._drain(run, ends)
         finally:
+            try:
+                self._last_stats = self._snapshot(run)
+            except Exception:  # noqa: BLE001 - a snapshot never keeps a map from stopping
+                self._last_stats = None
             run.shutdown(0.2)
             self._finalizer.detach()
             _live_runs.discard(run)
             self._run = None
             self._tasks = []
             self._payloads = {}
+            self._bar_factories = {}
             self.tracked = {}
+            bars, self._bars = self._bars, {}
+            for bar in bars.values():
+                bar.close()
 
     def _drain(self, run: Run, ends: list[int]) -> None:
         """Read no more input; let what was read go through every task; discard
@@ -617,10 +704,18 @@ class IMap:
         ``feeder_wait`` (seconds the feeder waited for a free slot: the
         consumer is the bottleneck) and ``consumer_wait`` (seconds consumers
         waited for a result: the workers are), ``elapsed`` since start.
+
+        After ``stop()`` (or the end of a ``with`` block) it is the snapshot
+        taken when the map stopped, until the map is started again.
         """
         run = self._run
         if run is None:
-            raise RuntimeError("the IMap is not started")
+            if self._last_stats is None:
+                raise RuntimeError("the IMap was never started: it has no stats yet")
+            return copy.deepcopy(self._last_stats)
+        return self._snapshot(run)
+
+    def _snapshot(self, run: Run) -> dict[str, Any]:
         snap = dict(run.sched.stats())
         for task in snap["tasks"]:
             task["completed"] = task["submitted"] - task["in_flight"]
@@ -664,9 +759,9 @@ def imap(
     kwargs: Mapping[str, Any] | None = None,
     *,
     timeout: float | None = None,
-    progress: bool = False,
+    progress: bool | Mapping[str, Any] = False,
     **options: Any,
-) -> Iterator[Any]:
+) -> MapIterator:
     """Like the builtin ``map`` but parallel and lazy: one call, one generator.
 
     ``options`` are IMap's (``worker_type``, ``worker_num``, ``stride``,
@@ -674,21 +769,52 @@ def imap(
     call; the workers stop when the generator is exhausted, closed or collected.
     The first failing item raises its exception and ends the generator, as
     with ``map``. ``progress=True`` shows a tqdm bar (``pip install
-    papy[progress]``), with a total when ``iterable`` has a length. With
-    ``chunksize`` c > 1, up to c ready results are handed out at once.
+    "papy2[progress]"``), with a total when ``iterable`` has a length; a dict
+    passes tqdm options (``desc``, ``position``, ``leave`` ...). With
+    ``chunksize`` c > 1, up to c ready results are handed out at once. The
+    returned iterator has ``stats()``, the map's (final once it ended).
     """
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            raise ImportError("progress=True needs tqdm: pip install 'papy[progress]'") from None
-        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-        bar = tqdm(total=total, unit="item")
+    make_bar = _progress_factory(progress, iterable, None)
     m = IMap(**options)
     results = m.add_task(func, iterable, args, kwargs, timeout=timeout)
-    m.start()
-    return _generate(m, results, bar)
+    bar = make_bar() if make_bar is not None else None
+    try:
+        m.start()
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    return MapIterator(m, _generate(m, results, bar))
+
+
+class MapIterator(Iterator["Any"]):
+    """What ``imap`` returns: the generator of results, with the map's ``stats()``
+    (the final snapshot once the results are exhausted or the iterator closed)."""
+
+    __slots__ = ("_imap", "_gen")
+
+    def __init__(self, imap: IMap, gen: Iterator[Any]) -> None:
+        self._imap = imap
+        self._gen = gen
+
+    def __iter__(self) -> MapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop the map now (as closing a generator does)."""
+        self._gen.close()  # type: ignore[attr-defined]
+
+    def stats(self) -> dict[str, Any]:
+        """The map's :meth:`IMap.stats`."""
+        return self._imap.stats()
+
+    @property
+    def imap(self) -> IMap:
+        """The IMap behind the results."""
+        return self._imap
 
 
 def _generate(m: IMap, results: TaskIterator, bar: Any) -> Iterator[Any]:

@@ -30,6 +30,10 @@ __all__ = [
     "portable_exception",
     "revive",
     "safe_str",
+    "short_repr",
+    "where",
+    "add_note",
+    "located_tb",
     "PROTOCOL",
 ]
 
@@ -116,6 +120,45 @@ def safe_str(obj: Any) -> str:
             return "<unprintable object>"
 
 
+def short_repr(obj: Any, limit: int = 80) -> str:
+    """A repr of an argument for an error message: at most about ``limit``
+    characters, and a placeholder if its ``__repr__`` fails."""
+    try:
+        import reprlib
+
+        r = reprlib.Repr()
+        r.maxstring = r.maxother = limit
+        r.maxlevel = 2
+        text = r.repr(obj)
+    except BaseException:  # noqa: BLE001 - user code
+        try:
+            return f"<{type(obj).__qualname__} object: repr() failed>"
+        except BaseException:  # noqa: BLE001
+            return "<unprintable object>"
+    return text if len(text) <= limit + 20 else text[:limit] + "..."
+
+
+def where(task: int, index: int, item: Any) -> str:
+    """Where an exception was raised, for its messages: the task, the input
+    position and a short repr of the argument."""
+    return f"item {index} of task {task} (argument: {short_repr(item)})"
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Add ``note`` to ``exc`` (PEP 678; shown under the exception's message
+    from Python 3.11), once; an exception that refuses it is left as it is."""
+    try:
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list) and note in notes:
+            return
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: kept for code that reads __notes__
+            exc.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
+    except BaseException:  # noqa: BLE001 - a user exception with odd attributes
+        pass
+
+
 def wrap_base_exception(exc: BaseException, where: str) -> BaseException:
     """Make an item's exception safe to raise from ``next()``: a non-``Exception``
     (``SystemExit``, ``KeyboardInterrupt``) becomes a ``TaskletAbortedError``, and a
@@ -126,10 +169,20 @@ def wrap_base_exception(exc: BaseException, where: str) -> BaseException:
         err.__cause__ = exc
         return err
     if isinstance(exc, Exception):
+        add_note(exc, f"papy: raised by {where}")
         return exc
     aborted = TaskletAbortedError(f"{where} raised {type(exc).__name__}({safe_str(exc)})")
     aborted.exception = exc
     return aborted
+
+
+def located_tb(exc: BaseException, where: str) -> str:
+    """The traceback text of an item's exception, headed by where it was raised."""
+    try:
+        tb = format_tb(exc)
+    except BaseException:  # noqa: BLE001 - a broken exception
+        tb = f"{type(exc).__qualname__}: (its traceback could not be formatted)\n"
+    return f"raised by {where}:\n{tb}"
 
 
 def portable_exception(exc: BaseException, where: str) -> tuple[BaseException, str]:
@@ -140,10 +193,7 @@ def portable_exception(exc: BaseException, where: str) -> tuple[BaseException, s
     travels as text and becomes the ``__cause__`` again on the other side
     (:func:`revive`).
     """
-    try:
-        tb = format_tb(exc)
-    except BaseException:  # noqa: BLE001 - a broken exception
-        tb = f"{type(exc).__qualname__}: (its traceback could not be formatted)\n"
+    tb = located_tb(exc, where)
     exc = wrap_base_exception(exc, where)
     try:
         clone = pickle.loads(pickle.dumps(exc, PROTOCOL))

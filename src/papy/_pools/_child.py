@@ -31,7 +31,7 @@ import pickle
 import signal
 from collections import deque
 
-from .._serialize import safe_str
+from .._serialize import safe_str, where
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
@@ -72,10 +72,10 @@ def _failure(exc: BaseException, where: str) -> tuple[BaseException, str]:
     return portable_exception(exc, where)
 
 
-def _stop_iteration_error(task: int, index: int) -> tuple[BaseException, str]:
+def _stop_iteration_error(task: int, index: int, item: Any) -> tuple[BaseException, str]:
     from .._serialize import STOP_ITERATION
 
-    err = RuntimeError(STOP_ITERATION.format(where=f"item {index} of task {task}"))
+    err = RuntimeError(STOP_ITERATION.format(where=where(task, index, item)))
     return err, f"RuntimeError: {err}\n"
 
 
@@ -120,7 +120,7 @@ def _evaluate_range(
             k = len(values)
             if errors is None:
                 errors = {}
-            errors[k] = failure(exc, f"item {first + k} of task {task}")
+            errors[k] = failure(exc, where(task, first + k, items[k]))
             values.append(None)
             continue
         _exit_if_forked(None, owner)
@@ -129,7 +129,7 @@ def _evaluate_range(
         k = len(values)  # the function raised StopIteration at item k
         if errors is None:
             errors = {}
-        errors[k] = _stop_iteration_error(task, first + k)
+        errors[k] = _stop_iteration_error(task, first + k, items[k])
         values.append(None)
 
 

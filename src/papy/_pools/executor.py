@@ -33,7 +33,15 @@ from concurrent.futures import BrokenExecutor, CancelledError, ThreadPoolExecuto
 from typing import Any
 
 from .._errors import SerializationError, WorkerLostError
-from .._serialize import PROTOCOL, dumps, dumps_function, format_tb, revive, wrap_base_exception
+from .._serialize import (
+    PROTOCOL,
+    dumps,
+    dumps_function,
+    located_tb,
+    revive,
+    where,
+    wrap_base_exception,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,8 +102,9 @@ def _run_direct(
         try:
             out.append((task, index, True, d.func(item, *d.args, **d.kwargs)))
         except BaseException as exc:  # noqa: BLE001 - reported at the item's position
-            err = wrap_base_exception(exc, f"item {index} of task {task}")
-            out.append((task, index, False, revive(err, format_tb(exc))))
+            at = where(task, index, item)
+            tb = located_tb(exc, at)
+            out.append((task, index, False, revive(wrap_base_exception(exc, at), tb)))
     return out
 
 

@@ -17,7 +17,7 @@ import threading
 from sys import getsizeof
 from time import monotonic
 
-from .._serialize import format_tb, revive, wrap_base_exception
+from .._serialize import located_tb, revive, where, wrap_base_exception
 from . import _child
 from ._child import _evaluate_range
 
@@ -33,7 +33,8 @@ _STOP = None
 
 def _in_thread(exc: BaseException, where: str) -> tuple[BaseException, str]:
     """An exception of a thread worker: the object itself (nothing is pickled)."""
-    return wrap_base_exception(exc, where), format_tb(exc)
+    tb = located_tb(exc, where)
+    return wrap_base_exception(exc, where), tb
 
 
 def _measured(pool: ThreadPool, per_item: float, items: list[Any]) -> None:
@@ -66,7 +67,7 @@ def _evaluate(
             values, errors = [d.func(items[0])], None
         except BaseException as exc:  # noqa: BLE001 - reported at its position
             _child._exit_if_forked(exc, pool._pid)
-            values, errors = [None], {0: _in_thread(exc, f"item {first} of task {task}")}
+            values, errors = [None], {0: _in_thread(exc, where(task, first, items[0]))}
         _child._exit_if_forked(None, pool._pid)
     else:
         values, errors = _evaluate_range(

@@ -112,3 +112,9 @@ def _rebuild(
     index: int | None,
 ) -> WorkerError:
     return WorkerError(exception, traceback, function, piper, index)
+
+
+# tracebacks and reprs show the public names (papy.pipeline.WorkerError)
+for _cls in (PiperError, DaggerError, PlumberError, WorkerError):
+    _cls.__module__ = "papy.pipeline"
+del _cls

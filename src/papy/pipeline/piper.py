@@ -692,7 +692,7 @@ class Piper:
                 self.imap.skip = True
             self._task_ids = []
             for _ in range(self.spawn):
-                it = self.imap.add_task(self.worker, rows, timeout=self.timeout)
+                it = self.imap.add_task(self.worker, rows, timeout=self.timeout, _share_input=True)
                 self._task_ids.append(it.task)
                 tasks.append(_Results(it))
         else:

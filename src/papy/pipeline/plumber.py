@@ -131,7 +131,7 @@ class Plumber(Dagger):
                 from tqdm.auto import tqdm
             except ImportError:
                 raise PlumberError(
-                    "progress=True needs tqdm: pip install 'papy[progress]'"
+                    "progress=True needs tqdm: pip install 'papy2[progress]'"
                 ) from None
             self._bar = tqdm(unit="item", desc="pipeline")
         self._plunger = threading.Thread(target=self._plunge, name="papy-plunger", daemon=True)
