@@ -1,6 +1,6 @@
 """papy: parallel pipelines in Python.
 
-The heart is :class:`IMap`, a lazy, parallel, buffered, multi-task ``imap``:
+The heart is ``IMap``, a lazy, parallel, buffered, multi-task ``imap``:
 many ``(function, iterable)`` tasks share one pool of thread or process
 workers; ``stride`` sets how many tasklets of one task are submitted before
 the next task's, ``buffer`` bounds how many results may be pending.

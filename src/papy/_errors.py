@@ -2,8 +2,8 @@
 
 ``TimeoutError`` must be an instance of both the builtin ``TimeoutError`` and
 ``multiprocessing.TimeoutError`` (so code written for ``Pool.imap`` keeps working).
-Importing :mod:`multiprocessing` costs as much as half of ``import papy``, so the
-class is built on first use (:func:`timeout_error_class`) and exposed lazily.
+Importing ``multiprocessing`` costs as much as half of ``import papy``, so the
+class is built on first use (``timeout_error_class``) and exposed lazily.
 """
 
 from __future__ import annotations
@@ -34,22 +34,38 @@ class PapyError(Exception):
 class DeadlockError(PapyError, RuntimeError):
     """The consumer waits for a result that can never arrive.
 
-    Raised instead of blocking forever when the buffer is full of results that
-    nobody is reading, nothing is being computed, and the awaited result's
-    tasklet cannot be submitted.
+    Raised by ``next()`` instead of blocking forever when the buffer is full
+    of results that nobody is reading, nothing is being computed, and the
+    awaited result's tasklet cannot be submitted, for ``deadlock_grace``
+    seconds. The message explains the stride and buffer rule; the map stays
+    usable: read in another order, and go on.
     """
 
 
 class SchedulerClosed(PapyError, RuntimeError):
-    """The map was stopped while a thread was waiting on it."""
+    """The map was stopped while a thread was waiting on it.
+
+    Also raised at the position of a task whose input is a task iterator of
+    another IMap that was stopped (the task then ends).
+    """
 
 
 class WorkerLostError(PapyError):
-    """The worker evaluating an item died (killed, crashed, or exited)."""
+    """The worker evaluating an item died (killed, crashed, or exited).
+
+    Raised at that item's position once the map's ``retries`` are used up; the
+    message says which signal or exit code. A lost process worker is replaced,
+    and the other items go on.
+    """
 
 
 class SerializationError(PapyError):
-    """An argument, a result or an exception could not be pickled or unpickled."""
+    """An argument, a result or an exception could not be pickled or unpickled.
+
+    Raised at that item's position (process and remote workers pickle; thread
+    workers do not); the message names the item and the reason, and the other
+    items of its batch are delivered.
+    """
 
 
 class TaskletAbortedError(PapyError):
@@ -64,7 +80,11 @@ class TaskletAbortedError(PapyError):
 
 
 class InputError(PapyError):
-    """The input iterable of a task raised; the original exception is the cause."""
+    """The input iterable of a task raised; the original exception is the cause.
+
+    Raised at the position where the input failed, and at the same position of
+    every task chained to it, so counts stay aligned.
+    """
 
 
 class RemoteTraceback(Exception):

@@ -183,11 +183,20 @@ def _register_exit_hook() -> None:
 
 
 class TaskIterator:
-    """The iterator over one task's results; returned by ``IMap.add_task``.
+    """The iterator over one task's results, returned by ``IMap.add_task`` and
+    ``IMap.get_task`` (not made directly).
 
-    ``next(it)`` and ``it.next(timeout=...)`` return the task's next result
-    (in input order if the map is ordered), raise the exception the function
-    raised for that item, or raise ``StopIteration`` at the end.
+    ``next(it)`` is ``it.imap.next(it.timeout, it.task, it.block)``: the task's
+    next result (in input order if the map is ordered), or the exception the
+    function raised for that item (iteration can go on after it), or
+    ``StopIteration`` at the end. All iterators of one task share its results:
+    each result is handed out once. Passed to ``add_task`` of the same map, it
+    chains the new task to this one.
+
+    Attributes:
+        task: The task's number in its map (0 for the first task added).
+        timeout: The default ``timeout`` of ``next`` (seconds; ``None``: no limit).
+        block: The default ``block`` of ``next`` (``False``: never wait).
     """
 
     __slots__ = ("_imap", "task", "timeout", "block", "__weakref__")
@@ -200,6 +209,7 @@ class TaskIterator:
 
     @property
     def imap(self) -> IMap:
+        """The IMap this task belongs to."""
         return self._imap
 
     def __iter__(self) -> TaskIterator:
@@ -209,7 +219,17 @@ class TaskIterator:
         return self._imap.next(self.timeout, self.task, self.block)
 
     def next(self, timeout: float | None = None) -> Any:
-        """Next result, waiting at most ``timeout`` seconds (default: the task's)."""
+        """The task's next result, with another timeout than the iterator's own.
+
+        Args:
+            timeout: Seconds to wait at most; ``None``: the iterator's
+                ``timeout``.
+
+        Returns:
+            The next result. Raises what ``IMap.next`` raises: the item's
+            exception, ``StopIteration`` at the end, ``papy.TimeoutError``
+            after ``timeout`` ...
+        """
         return self._imap.next(self.timeout if timeout is None else timeout, self.task, self.block)
 
     def __repr__(self) -> str:
@@ -219,15 +239,111 @@ class TaskIterator:
 class IMap:
     """A parallel, lazy, buffered map of many tasks over one pool of workers.
 
-    ``IMap(func, iterable)`` adds that task and starts at once; otherwise add
-    tasks with :meth:`add_task`, then :meth:`start`. See the README for the
-    meaning of ``stride`` and ``buffer``.
+    A *task* is a function with its input and constant arguments; a *tasklet*
+    is one evaluation, ``func(item, *args, **kwargs)``. All tasks of an IMap
+    share its workers. Tasklets are submitted in *weave* order, ``stride`` of
+    task 0, then ``stride`` of task 1, ..., so that a chain of tasks (a task
+    whose input is an earlier task's results) yields its first final results
+    after a few turns, not after the whole input went through the first
+    function. The ``buffer`` bounds the tasklets submitted and not yet handed
+    out: a slow consumer throttles the workers, and memory stays bounded.
 
-    Defaults are chosen to be fast: ``chunksize='auto'`` (batches of about
-    ``TARGET_BATCH`` seconds of work, measured while the map runs), a stride
-    of 64 tasklets per worker, and a buffer of tasks x stride but at least
-    8192 slots per worker (while at most 64 MB of pickled arguments are in
-    flight). :class:`NuMap` keeps the original PaPy's defaults.
+    Give ``func`` and ``iterable`` to add that task and start at once (the map
+    then iterates over it); give neither to add tasks with ``add_task`` and
+    then ``start``. An IMap is an iterator over the results of its task 0, and
+    a context manager: leaving ``with IMap(...) as m:`` stops it, however the
+    block ends. A stopped map can be given new tasks and started again.
+
+    The defaults are chosen to be fast: ``chunksize="auto"``, a stride of 64
+    tasklets per worker and a buffer of at least 8192 slots per worker (and at
+    most 8 MB of pickled arguments on their way to the workers). ``NuMap``
+    keeps the original PaPy's defaults.
+
+    Args:
+        func: With ``iterable``, the task ``func(item, *args, **kwargs)``, added
+            and started at once. ``None`` (with ``iterable=None``): no task yet.
+        iterable: The input of that task: any iterable, read lazily, at most
+            ``buffer + chunksize`` items ahead of the consumer (an endless
+            generator is fine).
+        args: Constant positional arguments of that task, after the item (a
+            tuple or list; ``None``: none).
+        kwargs: Constant keyword arguments of that task (``None``: none).
+        worker_type: ``"process"``: worker processes, for CPU-bound Python
+            code (Linux and macOS); functions, items and results are pickled.
+            ``"thread"``: worker threads, for I/O and code that releases the
+            GIL; nothing is pickled. It reads ``"executor"`` after construction
+            when ``executor`` is given.
+        worker_num: Local workers. ``None``: the CPU count, or 0 when there are
+            remote workers, or the executor's ``_max_workers``. ``0`` makes a
+            purely remote map.
+        worker_remote: Slots on papy's worker servers (``python -m papy.remote
+            serve``), as ``[(host, n), ...]``: ``n`` connections to each
+            ``"host"`` or ``"host:port"`` (port 18812 by default). They count
+            like local workers in the default stride.
+        stride: Tasklets of one task submitted before the next task's. Longer
+            bursts of one task mean more parallelism per task and more
+            intermediate results at once; keep it at least the number of
+            workers, or some idle at each turn. ``None``: 64 per worker (at
+            least one batch per worker per turn); with a smaller ``buffer``,
+            ``max(workers, buffer)``.
+        buffer: The most tasklets submitted and not yet handed out, over all
+            tasks, at least ``stride``. A slot is freed when its result is
+            handed out, so at most ``buffer`` results exist at once. ``None``:
+            tasks x stride (what reading at most ``stride`` results of one task
+            in a row needs), and with the default stride at least 8192 per
+            worker, computed at ``start``.
+        ordered: ``True``: each task's results in input order (a quick result
+            waits for the slower ones before it); ``False``: as they arrive.
+        skip: What a ``next`` that times out does with the awaited position.
+            ``True``: gives it up for good (its late result is dropped), so
+            every position yields exactly one outcome; ``False``: the late
+            result is returned by a later ``next``.
+        name: Names the map's threads and log lines; default
+            ``"imap_<hex id>"``.
+        start_method: How process workers start: ``"fork"``, ``"spawn"`` or
+            ``"forkserver"``. ``None``: the platform's default, except that
+            from Python 3.12 ``forkserver`` replaces ``fork`` when this process
+            already runs threads (forking them can deadlock the child).
+        chunksize: The most tasklets of one task sent to a worker in one
+            message (a batch): a round trip costs more than a quick function,
+            and a worker that dies loses only its batch. ``"auto"``: batches of
+            about 2 ms of work and at most 1 MB of arguments, as measured while
+            the map runs. ``1``: the lowest latency per item.
+        retries: How often a batch whose worker died (a process, remote or
+            executor worker) is run again before its items fail with
+            ``WorkerLostError``.
+        deadlock_grace: Seconds a provable deadlock (the buffer full of unread
+            results, nothing computing, the awaited tasklet not submitted) may
+            last before ``next`` raises ``DeadlockError`` instead of waiting
+            forever. ``None`` turns the detection off, which maps read by
+            several threads need (a busy reader looks like a deadlock).
+        executor: Any ``concurrent.futures.Executor`` (a Dask client's
+            ``get_executor()``, loky, a ``ProcessPoolExecutor``) to evaluate on
+            instead of papy's workers, through ``submit()`` only; the stride,
+            buffer, ordering, timeouts and skip stay papy's. It stays yours:
+            papy never shuts it down. Not together with ``worker_remote``.
+        remote_ssl: TLS for ``worker_remote``, a dict with ``ca_certs``,
+            ``certfile``, ``keyfile``, ``check_hostname`` (default ``True``)
+            and ``server_hostname``. Use client certificates between machines:
+            whoever can connect to a worker server can run any code there.
+
+    Raises:
+        TypeError: An argument of the wrong type (here, not later).
+        ValueError: An argument out of range: an unknown ``worker_type`` or
+            ``start_method``, ``worker_num=0`` without remote workers, a
+            ``buffer`` smaller than ``stride``, ``func`` without ``iterable``
+            (or the reverse), ``executor`` with ``worker_remote``. With
+            ``func``, also what ``add_task`` and ``start`` raise.
+
+    Attributes:
+        tracked: ``{task: {index: result}}`` for the tasks added with
+            ``track=True``: every result handed out (by ``next``, to a chained
+            task, or drained by a graceful ``stop``), errors included. ``stop``
+            replaces it with a new, empty dict.
+        stride: The stride in use (resolved when defaulted).
+        buffer: The buffer as given (``None`` when defaulted).
+        worker_num: The local workers (resolved when defaulted).
+        worker_remote: The remote slots, as ``[("host:port", n), ...]``.
     """
 
     #: default stride per worker (None: one batch per worker, the original's rule)
@@ -355,10 +471,12 @@ class IMap:
     # -- building -------------------------------------------------------------
     @property
     def started(self) -> bool:
+        """``True`` between ``start`` and ``stop``."""
         return self._run is not None
 
     @property
     def n_tasks(self) -> int:
+        """The number of tasks added (0 again after ``stop``)."""
         return len(self._tasks)
 
     def _check_not_started(self, what: str) -> None:
@@ -380,16 +498,49 @@ class IMap:
     ) -> TaskIterator:
         """Add the task ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
-        Returns the iterator over its results. ``iterable`` may be the result
-        iterator of a task added earlier (chaining). ``timeout`` and ``block``
-        are the defaults of that iterator's ``next``; ``track`` keeps every
-        result handed out in ``self.tracked[task]``. ``progress=True`` (or a
-        dict of tqdm options: ``desc``, ``position``, ``leave`` ...) shows a
-        progress bar of the results handed out, from ``start()`` to ``stop()``.
+        Tasks are added before ``start``, so that all of them are known when the
+        evaluation begins; they are numbered from 0 in the order added.
+        ``m(func, iterable, ...)`` is the same call.
 
-        An iterator (a generator, a file ...) can be the input of one task
-        only: two tasks would split its items between them. Give each task its
-        own iterable (``itertools.tee``), or chain the tasks.
+        Args:
+            func: The function. For process and remote workers it is pickled
+                once, here, with its constant arguments (by value with
+                cloudpickle when plain pickle refuses it: lambdas, closures,
+                functions of ``__main__``); only items and results travel per
+                tasklet.
+            iterable: The input, read lazily in weave order. The result
+                iterator of a task added earlier to this map chains the tasks:
+                the map reads those results itself, freeing their buffer slots,
+                so a chain needs only ``buffer >= stride``. An iterator (a
+                generator, a file) can feed one task only: two tasks would
+                split its items (give each its own, ``itertools.tee``).
+            args: Constant positional arguments, after the item.
+            kwargs: Constant keyword arguments.
+            timeout: The default ``timeout`` of the returned iterator's
+                ``next``; for a chained task, how long the map waits for each
+                result of the upstream task.
+            block: The default ``block`` of the returned iterator's ``next``.
+            track: Keep every result handed out, errors included, in
+                ``tracked[task]`` as ``{index: result}``, whoever read it (you,
+                a chained task, a graceful ``stop``).
+            progress: ``True``, or a dict of tqdm options (``desc``,
+                ``position``, ``leave`` ...): a tqdm bar counts this task's
+                results handed out, from ``start`` to ``stop``
+                (``pip install "papy2[progress]"``).
+
+        Returns:
+            The iterator over this task's results.
+
+        Raises:
+            RuntimeError: The map is started (``stop`` it first).
+            TypeError: ``func`` is not callable, ``iterable`` not iterable,
+                ``args`` not a tuple or list, ``kwargs`` not a mapping with str
+                keys, ``progress`` neither a bool nor a dict; or, for process
+                and remote workers, the function and its arguments cannot be
+                pickled, even with cloudpickle.
+            ValueError: A negative ``timeout``; an iterator that another task
+                already reads.
+            ImportError: ``progress`` without tqdm installed.
         """
         self._check_not_started("add_task")
         if not callable(func):
@@ -446,12 +597,36 @@ class IMap:
     def get_task(
         self, task: int = 0, timeout: float | None = None, block: bool = True
     ) -> TaskIterator:
-        """An iterator over the results of ``task`` (as returned by ``add_task``)."""
+        """A new iterator over the results of ``task``, with its own defaults.
+
+        All iterators of one task share its results: each result is handed out
+        once, to whichever iterator asks first.
+
+        Args:
+            task: The task's number (0 for the first task added).
+            timeout: The default ``timeout`` of the iterator's ``next``.
+            block: The default ``block`` of the iterator's ``next``.
+
+        Returns:
+            The iterator, as ``add_task`` returned it for that task.
+
+        Raises:
+            IndexError: No such task.
+            TypeError: ``task`` is not an int.
+        """
         self._check_task(task)
         return TaskIterator(self, task, _check_timeout("timeout", timeout), bool(block))
 
     def pop_task(self, number: int | bool) -> None:
-        """Remove the last ``number`` tasks, or all of them with ``True``."""
+        """Remove the last tasks added, and their tracking, before ``start``.
+
+        Args:
+            number: How many of the last tasks to remove; ``True``: all.
+
+        Raises:
+            RuntimeError: The map is started.
+            ValueError: ``number`` is below 1 or more than the tasks there are.
+        """
         self._check_not_started("pop_task")
         if number is True:
             number = len(self._tasks)
@@ -475,12 +650,24 @@ class IMap:
 
     # -- running --------------------------------------------------------------
     def start(self, stages: Sequence[int] | None = None) -> None:
-        """Start the workers and feed the first batches. Calling it again does nothing.
+        """Start the workers and the evaluation; calling it again does nothing.
 
-        ``stages`` is the original NuMap's two-stage start, kept for its code:
-        ``(1, 2)`` (the default) or ``(2,)`` start the map; ``(1,)`` alone does
-        nothing, because papy starts its workers and the evaluation together,
-        and tasks may be added until then.
+        The workers start, the first batches are fed, and a helper thread
+        drives the map while no consumer does. Tasks cannot be added until
+        ``stop``.
+
+        Args:
+            stages: The original NuMap's two-stage start, kept for its code.
+                ``None``, ``(1, 2)`` or ``(2,)`` start the map; ``(1,)`` alone
+                does nothing, because papy starts its workers and the
+                evaluation together, and tasks may be added until then.
+
+        Raises:
+            RuntimeError: The map has no task.
+            papy.remote.RemoteConnectionError: A remote worker cannot be
+                reached (nothing is left running).
+            TypeError: ``stages`` is not a sequence.
+            ValueError: ``stages`` holds something else than 1 and 2.
         """
         if stages is not None:
             if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
@@ -589,10 +776,37 @@ class IMap:
         return max(1, buffer // (max(1, len(self._tasks)) * 2 * self._workers))
 
     def next(self, timeout: float | None = None, task: int = 0, block: bool = True) -> Any:
-        """Return the next result of ``task``; raise its exception or ``StopIteration``.
+        """Return the next result of ``task``, or raise the exception of its item.
 
-        ``timeout`` (seconds) bounds the wait and raises papy's ``TimeoutError``;
-        ``block=False`` means no wait at all.
+        Results come in input order if the map is ordered. An item's exception
+        is raised at its position, with the worker's formatted traceback as its
+        ``__cause__`` (a ``papy.RemoteTraceback``), and the next call goes on
+        with the next item. ``KeyboardInterrupt`` while waiting stops the map's
+        workers and propagates.
+
+        Args:
+            timeout: Seconds to wait at most; ``None``: no limit.
+            task: The task's number.
+            block: ``False``: do not wait at all (a ``timeout`` of 0).
+
+        Returns:
+            The next result of the task.
+
+        Raises:
+            StopIteration: The task has handed out all its results (again on
+                every later call).
+            papy.TimeoutError: No result within ``timeout``; with ``skip=True``
+                that position is given up for good.
+            papy.DeadlockError: The wait can never end (after
+                ``deadlock_grace`` seconds); read in another order and go on.
+            papy.InputError: The input iterable raised at that position.
+            papy.WorkerLostError: The worker evaluating that item died.
+            papy.SerializationError: That item's argument, result or exception
+                could not be pickled.
+            papy.TaskletAbortedError: The function raised ``SystemExit`` or
+                another ``BaseException`` that is not an ``Exception``.
+            papy.SchedulerClosed: Another thread stopped the map meanwhile.
+            RuntimeError: The map is not started, or its helper thread failed.
         """
         status, _index, value = self._outcome(timeout, task, block)
         if status == _scheduler.RESULT:
@@ -643,14 +857,23 @@ class IMap:
         return self.next()
 
     def stop(self, ends: Sequence[int] | None = None, forced: bool = False) -> None:
-        """Stop the map; the IMap can then get new tasks and be started again.
+        """Stop the map; it can then be given new tasks and started again.
 
-        Without ``ends`` (or with ``forced=True``) it stops at once: pending
-        results are discarded and the workers are shut down. With ``ends``, the
-        tasks whose results nobody else reads, it stops gracefully: the feeder
-        finishes the current weave round (so every input item read so far is
-        evaluated by every task downstream of it), the results of ``ends`` are
-        drained and discarded (or tracked), then the workers are shut down.
+        The map then has no tasks and a new, empty ``tracked``; ``stats``
+        keeps the counters as they were. Does nothing if not started. Leaving
+        a ``with`` block, or dropping the last reference to a map, stops it
+        too.
+
+        Args:
+            ends: The tasks whose results nobody else reads (the last task of
+                a chain), for a graceful stop: no more input is read, the
+                current turn of the weave is finished so that every input item
+                read so far goes through every task downstream of it, and the
+                results of ``ends`` are read and discarded (or tracked) before
+                the workers stop. A task missing from ``ends`` does not make it
+                hang. ``None``: stop at once, discarding pending results (a
+                busy process worker is terminated after a short grace period).
+            forced: Stop at once, even with ``ends``.
         """
         run = self._run
         if run is None:
@@ -697,16 +920,27 @@ class IMap:
     def stats(self) -> dict[str, Any]:
         """A snapshot of the map's counters, to see where the time goes.
 
-        Per task (``stats()['tasks'][i]``): ``submitted``, ``completed``
-        (results computed), ``returned`` (handed out, errors included),
-        ``in_flight``, ``ready`` (computed, not yet handed out), ``skipped``,
-        ``failed``. For the map: ``buffer_used`` of ``buffer_size``,
-        ``feeder_wait`` (seconds the feeder waited for a free slot: the
-        consumer is the bottleneck) and ``consumer_wait`` (seconds consumers
-        waited for a result: the workers are), ``elapsed`` since start.
+        ``consumer_wait`` close to ``elapsed``: the workers are the bottleneck.
+        ``feeder_wait`` close to ``elapsed`` with a small ``consumer_wait``:
+        the consumer is. Both large: the buffer is too small.
 
-        After ``stop()`` (or the end of a ``with`` block) it is the snapshot
+        After ``stop`` (or the end of a ``with`` block) it is the snapshot
         taken when the map stopped, until the map is started again.
+
+        Returns:
+            A new dict. For the map: ``buffer_used`` of ``buffer_size`` (slots
+            taken), ``in_flight`` (submitted, result not back),
+            ``feeder_wait`` (seconds the feeding waited for a free slot),
+            ``consumer_wait`` (seconds consumers waited for a result),
+            ``round`` (turns of the weave), ``closed``, ``elapsed`` (seconds
+            since ``start``), ``workers``. ``tasks``, a list with per task:
+            ``submitted``, ``completed`` (results computed), ``returned``
+            (handed out, errors included), ``failed``, ``skipped``,
+            ``in_flight``, ``ready`` (computed, not handed out),
+            ``input_done``.
+
+        Raises:
+            RuntimeError: The map was never started.
         """
         run = self._run
         if run is None:
@@ -726,9 +960,11 @@ class IMap:
 
     # -- context manager and housekeeping ------------------------------------
     def __enter__(self) -> IMap:
+        """``with IMap(...) as m:`` binds the map itself."""
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        """Leaving the block stops the map (``stop()``), however the block ended."""
         self.stop()
 
     def __repr__(self) -> str:
@@ -741,9 +977,14 @@ class IMap:
 
 
 class NuMap(IMap):
-    """IMap with the original PaPy's defaults: ``stride`` = the number of workers,
-    ``buffer`` = tasks x stride, ``chunksize=1``: the original's evaluation
-    traces, memory bound and tests hold unchanged. Same arguments as IMap."""
+    """IMap with the original PaPy's defaults, for code written for its ``NuMap``.
+
+    ``stride`` defaults to the number of workers, ``buffer`` to tasks x
+    stride and ``chunksize`` to 1, so the original's evaluation orders, memory
+    bound and tests hold unchanged. The arguments, methods and behaviour are
+    IMap's (see ``IMap`` for each argument); IMap's own defaults are chosen
+    to be fast instead.
+    """
 
     _STRIDE_PER_WORKER = None
     _BUFFER_PER_WORKER = 0
@@ -762,17 +1003,38 @@ def imap(
     progress: bool | Mapping[str, Any] = False,
     **options: Any,
 ) -> MapIterator:
-    """Like the builtin ``map`` but parallel and lazy: one call, one generator.
+    """Like the builtin ``map``, but parallel and lazy: one call, one iterator.
 
-    ``options`` are IMap's (``worker_type``, ``worker_num``, ``stride``,
-    ``buffer``, ``ordered``, ``chunksize``, ...). Bad arguments fail here, at the
-    call; the workers stop when the generator is exhausted, closed or collected.
-    The first failing item raises its exception and ends the generator, as
-    with ``map``. ``progress=True`` shows a tqdm bar (``pip install
-    "papy2[progress]"``), with a total when ``iterable`` has a length; a dict
-    passes tqdm options (``desc``, ``position``, ``leave`` ...). With
-    ``chunksize`` c > 1, up to c ready results are handed out at once. The
-    returned iterator has ``stats()``, the map's (final once it ended).
+    Makes an ``IMap(**options)`` with the one task ``func(item, *args,
+    **kwargs)`` and starts it now, so that bad arguments fail at the call. The
+    first item that fails raises its exception and ends the iteration, as with
+    ``map``. The workers stop when the iterator is exhausted, closed or
+    garbage-collected (breaking out of a ``for`` loop is enough).
+
+    Args:
+        func: The function, called as ``func(item, *args, **kwargs)``.
+        iterable: The input, read lazily (an endless generator is fine).
+        args: Constant positional arguments, after the item.
+        kwargs: Constant keyword arguments.
+        timeout: Seconds to wait at most for each result
+            (``papy.TimeoutError``); ``None``: no limit.
+        progress: ``True`` shows a tqdm progress bar on stderr, with a total
+            when ``iterable`` has a length (``pip install "papy2[progress]"``);
+            a dict passes tqdm options (``desc``, ``position``, ``leave``,
+            ``total`` ...).
+        **options: IMap's constructor arguments (``worker_type``,
+            ``worker_num``, ``stride``, ``buffer``, ``ordered``, ``chunksize``,
+            ``executor`` ...). With ``chunksize`` c > 1, up to c ready results
+            are taken at once.
+
+    Returns:
+        The iterator over the results, with the map's ``stats()``.
+
+    Raises:
+        TypeError: What ``IMap`` and ``add_task`` raise for bad arguments; a
+            ``progress`` that is neither a bool nor a dict.
+        ValueError: What ``IMap`` and ``add_task`` raise.
+        ImportError: ``progress`` without tqdm installed.
     """
     make_bar = _progress_factory(progress, iterable, None)
     m = IMap(**options)
@@ -788,8 +1050,12 @@ def imap(
 
 
 class MapIterator(Iterator["Any"]):
-    """What ``imap`` returns: the generator of results, with the map's ``stats()``
-    (the final snapshot once the results are exhausted or the iterator closed)."""
+    """What ``imap`` returns: the iterator over the results, with the map's ``stats()``.
+
+    It behaves like a generator: the first item that fails raises its exception
+    and ends it, and ``close()``, exhausting it or dropping it stops the map's
+    workers. ``stats()`` stays available afterwards, as the final snapshot.
+    """
 
     __slots__ = ("_imap", "_gen")
 
@@ -808,7 +1074,7 @@ class MapIterator(Iterator["Any"]):
         self._gen.close()  # type: ignore[attr-defined]
 
     def stats(self) -> dict[str, Any]:
-        """The map's :meth:`IMap.stats`."""
+        """The map's ``IMap.stats()``: the final snapshot once the iteration ended."""
         return self._imap.stats()
 
     @property

@@ -3,9 +3,9 @@
 The model:
 
 * a **node object** is any hashable object (a Piper, a number, a string ...);
-* a **topological node** is the :class:`DictNode` of a node object: a dict
+* a **topological node** is the ``DictNode`` of a node object: a dict
   mapping every node object it has an edge *to* onto that node's DictNode;
-* a :class:`DictGraph` is a dict mapping every node object onto its DictNode.
+* a ``DictGraph`` is a dict mapping every node object onto its DictNode.
 
 An edge ``(a, b)`` points from ``a`` to ``b`` and is stored as
 ``graph[a][b] is graph[b]``, so the DictNodes form one nested (and, with
@@ -38,7 +38,7 @@ _T = TypeVar("_T")
 
 # -- branches -----------------------------------------------------------------------
 def _compare(a: object, b: object) -> int:
-    """``cmp(a, b)`` for branch values of any types (see :func:`branch_key`)."""
+    """``cmp(a, b)`` for branch values of any types (see ``branch_key``)."""
     rank_a, rank_b = _type_rank(a), _type_rank(b)
     if rank_a != rank_b:
         return -1 if rank_a < rank_b else 1
@@ -68,7 +68,7 @@ def _type_rank(value: object) -> int:
 
 @functools.total_ordering
 class _BranchKey:
-    """A sort key that orders branch values of any types (see :func:`branch_key`)."""
+    """A sort key that orders branch values of any types (see ``branch_key``)."""
 
     __slots__ = ("value",)
 
@@ -106,8 +106,8 @@ class DictNode(dict[_N, "DictNode[_N]"]):
     """The topological node of a node object: ``{target: target's DictNode}``.
 
     ``DictNode(entity=None, xtra=None)``. Attributes: ``discovered`` and
-    ``examined`` (search flags, see :meth:`clear`), ``branch`` (sorts
-    equivalent branches, see :meth:`DictGraph.cmp_branch`) and ``xtra`` (a
+    ``examined`` (search flags, see ``clear``), ``branch`` (sorts
+    equivalent branches, see ``DictGraph.cmp_branch``) and ``xtra`` (a
     dict of free properties). ``DictNode(entity, xtra)`` (the original's other
     form) is ``{entity: DictNode(xtra=xtra)}``.
     """
@@ -154,7 +154,7 @@ class DictNode(dict[_N, "DictNode[_N]"]):
         return list(self)
 
     def iternodes(self) -> Iterator[_N]:
-        """An iterator of :meth:`nodes`."""
+        """An iterator of ``nodes``."""
         return iter(self)
 
     def deep_nodes(self, allnodes: list[_N] | None = None) -> list[_N]:
@@ -187,8 +187,8 @@ class DictGraph(dict[_N, DictNode[_N]]):
     ``DictGraph(nodes=(), edges=(), xtras=None)`` adds ``nodes`` (with one
     ``xtra`` dict each, or none at all) and then ``edges``, pairs ``(a, b)``
     meaning ``a -> b``. Subclasses (the pipeline's Dagger) override single
-    methods: the constructor uses :meth:`add_nodes` and :meth:`add_edges`, and
-    every order comes from :meth:`postorder` and :meth:`cmp_branch`.
+    methods: the constructor uses ``add_nodes`` and ``add_edges``, and
+    every order comes from ``postorder`` and ``cmp_branch``.
     """
 
     def __init__(
@@ -280,7 +280,7 @@ class DictGraph(dict[_N, DictNode[_N]]):
     def add_nodes(
         self, nodes: Iterable[_N], xtras: Iterable[dict[Any, Any] | None] | None = None
     ) -> None:
-        """Add node objects (see :meth:`add_node`), with one ``xtra`` dict each or none."""
+        """Add node objects (see ``add_node``), with one ``xtra`` dict each or none."""
         nodes = list(nodes)
         xtras = [None] * len(nodes) if xtras is None else list(xtras)
         if len(xtras) != len(nodes):
@@ -291,7 +291,7 @@ class DictGraph(dict[_N, DictNode[_N]]):
             self.add_node(node, xtra)
 
     def del_nodes(self, nodes: Iterable[_N]) -> None:
-        """Remove node objects (see :meth:`del_node`)."""
+        """Remove node objects (see ``del_node``)."""
         for node in list(nodes):  # a snapshot: ``nodes`` may be a view of this graph
             self.del_node(node)
 
@@ -300,16 +300,16 @@ class DictGraph(dict[_N, DictNode[_N]]):
         return list(self)
 
     def iter_nodes(self) -> Iterator[_N]:
-        """An iterator of :meth:`nodes`."""
+        """An iterator of ``nodes``."""
         return iter(self)
 
     def clear_nodes(self) -> None:
-        """Reset the search flags of every DictNode (see :meth:`DictNode.clear`)."""
+        """Reset the search flags of every DictNode (see ``DictNode.clear``)."""
         for node_ in self.values():
             node_.clear()
 
     def deep_nodes(self, node: _N) -> list[_N]:
-        """Every node object reachable from ``node`` (see :meth:`DictNode.deep_nodes`)."""
+        """Every node object reachable from ``node`` (see ``DictNode.deep_nodes``)."""
         return self[node].deep_nodes()
 
     # -- edges -------------------------------------------------------------------
@@ -339,12 +339,12 @@ class DictGraph(dict[_N, DictNode[_N]]):
             raise KeyError(f"edge {(left, right)!r} is not in the graph")
 
     def add_edges(self, edges: Iterable[Iterable[_N]], *args: Any, **kwargs: Any) -> None:
-        """Add edges; further arguments are passed on to :meth:`add_edge`."""
+        """Add edges; further arguments are passed on to ``add_edge``."""
         for edge in list(edges):
             self.add_edge(edge, *args, **kwargs)
 
     def del_edges(self, edges: Iterable[Iterable[_N]], *args: Any, **kwargs: Any) -> None:
-        """Remove edges; further arguments are passed on to :meth:`del_edge`."""
+        """Remove edges; further arguments are passed on to ``del_edge``."""
         for edge in list(edges):  # a snapshot: ``edges`` may be ``self.edges()``-like
             self.del_edge(edge, *args, **kwargs)
 
@@ -356,11 +356,11 @@ class DictGraph(dict[_N, DictNode[_N]]):
         return tuple((left, right) for left in sources for right in self[left])
 
     def incoming_edges(self, node: _N) -> tuple[tuple[_N, _N], ...]:
-        """The edges ``(x, node)``, in the order of :meth:`edges`; ``()`` if none."""
+        """The edges ``(x, node)``, in the order of ``edges``; ``()`` if none."""
         return tuple((left, node) for left, left_ in self.items() if node in left_)
 
     def outgoing_edges(self, node: _N) -> tuple[tuple[_N, _N], ...]:
-        """The edges ``(node, x)``, in the order of :meth:`edges`; ``()`` if none."""
+        """The edges ``(node, x)``, in the order of ``edges``; ``()`` if none."""
         if node not in self:
             return ()
         return tuple((node, right) for right in self[node])
@@ -369,11 +369,11 @@ class DictGraph(dict[_N, DictNode[_N]]):
     def cmp_branch(self, node1: _N, node2: _N) -> int:
         """``cmp`` of the ``branch`` of two node objects' DictNodes, *reversed*
         (as in the original): sorting with it puts the highest branch first.
-        Branches of any types compare (see :func:`branch_key`)."""
+        Branches of any types compare (see ``branch_key``)."""
         return _compare(self[node2].branch, self[node1].branch)
 
     def _sorted_by_branch(self, nodes: Iterable[_N]) -> list[_N]:
-        """``nodes`` sorted with :meth:`cmp_branch` (descending branch); ties keep their order."""
+        """``nodes`` sorted with ``cmp_branch`` (descending branch); ties keep their order."""
         return sorted(nodes, key=functools.cmp_to_key(self.cmp_branch))
 
     @overload
@@ -386,12 +386,12 @@ class DictGraph(dict[_N, DictNode[_N]]):
         """Depth-first search from ``node``, following edges; returns ``bucket``.
 
         A node is passed to ``getattr(bucket, order)`` after all the nodes it
-        leads to (visited highest branch first, see :meth:`cmp_branch`), so a list
+        leads to (visited highest branch first, see ``cmp_branch``), so a list
         ``bucket`` (a new one if None) gets a postorder, targets first, and a
         ``collections.deque`` with ``order="appendleft"`` the reverse. Nodes
         already ``discovered`` are not entered again, and the flags are left
         set, so that several searches can share one bucket: call
-        :meth:`clear_nodes` afterwards. Iterative, with the result of the
+        ``clear_nodes`` afterwards. Iterative, with the result of the
         original's recursion: no recursion limit on long chains.
         """
         if bucket is None:
@@ -419,8 +419,8 @@ class DictGraph(dict[_N, DictNode[_N]]):
         graph; on a cycle some edge has to be broken, and this terminates).
 
         The original's algorithm, made deterministic: (1) the nodes sorted by
-        branch, highest first (:meth:`cmp_branch`, ties in the order added);
-        (2) :meth:`dfs` from each of them, in that order, into one list (the
+        branch, highest first (``cmp_branch``, ties in the order added);
+        (2) ``dfs`` from each of them, in that order, into one list (the
         search flags are cleared before and after); (3) the "earthworm" pass
         over that list: a node is inserted right after the last of its targets
         placed so far, or appended if none is placed, so that a branch is kept
@@ -447,7 +447,7 @@ class DictGraph(dict[_N, DictNode[_N]]):
     def node_rank(self) -> dict[_N, int]:
         """``{node: rank}``: 0 for a node without edges out, else one more than the
         highest rank of its targets (the longest path to a node without edges
-        out). Computed in :meth:`postorder`; an edge closing a cycle is ignored."""
+        out). Computed in ``postorder``; an edge closing a cycle is ignored."""
         rank: dict[_N, int] = {}
         for node in self.postorder():
             rank[node] = max(
@@ -458,14 +458,14 @@ class DictGraph(dict[_N, DictNode[_N]]):
     def node_width(self) -> dict[_N, int]:
         """``{node: width}``: the sum of the widths of its targets, or 1 if that is 0
         (the number of paths down to nodes without edges out). Computed in
-        :meth:`postorder`; an edge closing a cycle is ignored."""
+        ``postorder``; an edge closing a cycle is ignored."""
         width: dict[_N, int] = {}
         for node in self.postorder():
             width[node] = sum(width[target] for target in self[node] if target in width) or 1
         return width
 
     def rank_width(self) -> dict[int, int]:
-        """``{rank: number of nodes of that rank}`` (see :meth:`node_rank`), by rank."""
+        """``{rank: number of nodes of that rank}`` (see ``node_rank``), by rank."""
         counts: dict[int, int] = {}
         for rank in self.node_rank().values():
             counts[rank] = counts.get(rank, 0) + 1

@@ -1,14 +1,14 @@
 """Flow-based pipelines: Worker -> Piper -> Dagger -> Plumber.
 
-* :class:`Worker`: a composition of functions; turns exceptions into
-  :class:`WorkerError` values.
-* :class:`Piper`: a node; evaluates a Worker over its inputs, linearly or on a
-  :class:`papy.IMap`.
-* :class:`Dagger`: the directed acyclic graph of Pipers and pipes.
-* :class:`Plumber`: runs a Dagger (``start``, ``run``, ``wait``, ``pause``,
+* ``Worker``: a composition of functions; turns exceptions into
+  ``WorkerError`` values.
+* ``Piper``: a node; evaluates a Worker over its inputs, linearly or on a
+  ``papy.IMap``.
+* ``Dagger``: the directed acyclic graph of Pipers and pipes.
+* ``Plumber``: runs a Dagger (``start``, ``run``, ``wait``, ``pause``,
   ``stop``, ``stats``) and draws it (``to_dot``, ``to_mermaid``).
-* :mod:`papy.pipeline.util`: ready-made worker functions;
-  :mod:`papy.pipeline.script`'s ``script()`` runs an external program per item.
+* ``papy.pipeline.util``: ready-made worker functions;
+  ``papy.pipeline.script``'s ``script()`` runs an external program per item.
 * ``Plumber.save``/``Plumber.load``: a pipeline's definition in a file.
 
 See docs/pipelines.md.

@@ -1,7 +1,7 @@
 """Dagger: the directed acyclic graph of Pipers joined by pipes.
 
 A *pipe* ``(a, b, c)`` says that items flow from ``a`` to ``b`` and from ``b``
-to ``c``. The Dagger is a :class:`papy.graph.DictGraph` whose node objects are
+to ``c``. The Dagger is a ``papy.graph.DictGraph`` whose node objects are
 the Pipers; as in the original PaPy, its *edges* point the other way, from a
 Piper to the Pipers it depends on: ``dagger[b]`` holds ``a`` (``edges()``
 gives ``(b, a)``, ``outgoing_edges(b)`` leads upstream, ``incoming_edges(a)``
@@ -25,7 +25,7 @@ Every order the Dagger uses is deterministic and never depends on object ids:
   contiguous.
 
 A ``branch`` is any object; branches of types that do not compare (``1`` and
-``'a'``) are ordered as :func:`papy.graph.branch_key` says.
+``'a'``) are ordered as ``papy.graph.branch_key`` says.
 """
 
 from __future__ import annotations
@@ -53,11 +53,20 @@ def _order_key(branch: Any, tie: int) -> tuple[bool, Any, int]:
 
 
 class Dagger(DictGraph[Piper]):
-    """``Dagger(pipers=(), pipes=(), xtras=None)``: a graph of Pipers.
+    """The directed acyclic graph of Pipers and pipes that makes a pipeline.
 
-    ``pipers`` are added first (with the matching ``xtras`` dicts, kept as the
-    nodes' ``xtra``), then ``pipes``. Anything that is not a Piper but a Worker
-    or a callable is wrapped in a new linear Piper when added.
+    It is a ``papy.graph.DictGraph`` whose edges point from a Piper to the
+    Pipers it reads from (the original's graph, with its methods); every order
+    (inboxes of joins, inputs, outputs, postorder) is deterministic. A pipe
+    that would close a cycle is refused with ``DaggerError``.
+
+    Args:
+        pipers: Pipers added first, in this order. Anything that is not a
+            Piper but a Worker or a callable is wrapped in a new linear Piper.
+        pipes: Then these pipes, each a sequence of Pipers through which items
+            flow in that order (``(a, b, c)``: a -> b -> c).
+        xtras: One dict per Piper of ``pipers`` (or ``None``), kept as that
+            node's ``xtra``.
     """
 
     def __init__(

@@ -1,12 +1,12 @@
 """Errors of papy's pipelines.
 
-:class:`WorkerError` is the one error *value* of a pipeline: when a worker
+``WorkerError`` is the one error *value* of a pipeline: when a worker
 function raises (or an item times out, or its worker process dies), the item
 becomes a ``WorkerError`` that travels downstream in place of the item, so the
 other items are unaffected and every position stays aligned. It is never
 wrapped again: a Piper that receives an error passes the same error on.
 
-:class:`PiperError`, :class:`DaggerError` and :class:`PlumberError` are raised
+``PiperError``, ``DaggerError`` and ``PlumberError`` are raised
 for misuse (a wrong argument, a call in the wrong state).
 """
 
@@ -40,20 +40,21 @@ def _format(exc: BaseException) -> str:
 class WorkerError(PapyError):
     """An item that failed, travelling downstream in place of the item.
 
-    Attributes:
-
-    * ``exception``: the original exception (for example the ``ValueError``
-      raised by a worker function, or papy's ``TimeoutError``);
-    * ``traceback``: the traceback text, formatted where it was raised (inside
-      the worker process for process workers);
-    * ``function``: the name of the function that raised (``'<timeout>'``,
-      ``'<input>'`` ... when no function did);
-    * ``piper``: the name of the Piper where the item failed;
-    * ``index``: the item's position in that Piper: the number of the
-      evaluation (the inbox) that failed, counted from 0.
-
     Downstream Pipers pass the same object on without calling their worker, so
-    ``piper`` and ``index`` always point at the origin of the failure.
+    ``piper`` and ``index`` always point at the origin of the failure, and
+    every position of the pipeline stays aligned. papy makes these; the
+    arguments are also its attributes.
+
+    Args:
+        exception: The original exception (for example the ``ValueError``
+            raised by a worker function, or papy's ``TimeoutError``).
+        traceback: The traceback text, formatted where it was raised (inside
+            the worker process for process workers).
+        function: The name of the function that raised (``'<timeout>'``,
+            ``'<input>'`` ... when no function did).
+        piper: The name of the Piper where the item failed.
+        index: The item's position in that Piper: the number of the
+            evaluation (the inbox) that failed, counted from 0.
     """
 
     def __init__(

@@ -19,7 +19,7 @@ linear Piper)::
         ▼
     downstream Pipers / the Plumber
 
-Errors are values (:class:`WorkerError`) that keep their position. An exception
+Errors are values (``WorkerError``) that keep their position. An exception
 *raised* by an upstream Piper (a ``debug`` Piper, or a broken IMap) is raised
 again by every downstream Piper at the same position, so it reaches whoever
 reads the pipeline's outputs.
@@ -509,29 +509,42 @@ def _check_int(name: str, value: Any) -> int:
 
 
 class Piper:
-    """``Piper(worker, parallel=False, consume=1, produce=1, spawn=1, timeout=None,
-    branch=None, debug=False, name=None, track=False, repeat=False)``: a node of a pipeline.
+    """A node of a pipeline: evaluates a Worker over the items flowing through it.
 
-    * ``worker``: a Worker, a callable, a sequence of callables (made into a
-      Worker), or a Piper (its Worker is reused).
-    * ``parallel``: an :class:`papy.IMap` to evaluate the Worker on (several
-      Pipers may share one), or False for a *linear* Piper, evaluated lazily in
-      whichever thread reads it.
-    * ``consume``: inboxes given to one call of the Worker (as a Batch, a list
-      of ``consume`` inboxes); ``produce``: items made from one result (the
-      result must be a sequence of at least ``produce`` items, or with
-      ``repeat=True`` the result is repeated); ``spawn``: copies of the Worker
-      added as separate tasks over the same inbox, their results re-chained in
-      order. With the IMap's stride s > 1, consume and produce deal items out
-      in blocks of s (see docs/pipelines.md).
-    * ``timeout``: seconds to wait for each result (parallel Pipers only); a
-      late item is skipped for good (the IMap's ``skip`` is switched on) and a
-      WorkerError with papy's TimeoutError takes its place.
-    * ``branch``: a sortable key; orders the inputs of a join and the inputs
-      of a Dagger (see :class:`Dagger`).
-    * ``debug``: raise a failed item's WorkerError from ``next()`` instead of
-      returning it.
-    * ``track``: keep every item handed out in ``self.tracked`` (position -> item).
+    Lifecycle on its own: ``connect([inputs])``, ``start()``, ``next()`` or
+    iteration, ``stop()``, ``disconnect()``; a Dagger or Plumber does all of
+    this for its Pipers. Errors stay values (``WorkerError``) at their
+    position, so every Piper of a pipeline yields as many items as it should.
+
+    Args:
+        worker: A Worker, a callable, a sequence of callables (made into a
+            Worker), or a Piper (its Worker is reused).
+        parallel: A ``papy.IMap`` to evaluate the Worker on (several Pipers
+            may share one), or ``False`` for a *linear* Piper, evaluated lazily
+            by whichever thread reads it.
+        consume: Inboxes given to one call of the Worker, as a ``Batch`` (a
+            list of ``consume`` inboxes). With the IMap's stride s > 1, consume
+            and produce deal items out in blocks of s, as the original did
+            (see docs/pipelines.md).
+        produce: Items made from one result: the result must be a sequence of
+            at least ``produce`` items, handed out one by one (or see
+            ``repeat``).
+        spawn: Copies of the Worker added to the IMap as separate tasks over
+            the same inbox; their results are re-chained in order.
+        timeout: Seconds to wait for each result (parallel Pipers only). A
+            late item is skipped for good (the IMap's ``skip`` is switched on)
+            and a ``WorkerError`` with papy's ``TimeoutError`` takes its place,
+            so counts stay aligned.
+        branch: A sortable key: orders the inputs of a join and the inputs of
+            a Dagger.
+        debug: Raise a failed item's ``WorkerError`` from ``next()`` instead
+            of handing it out.
+        name: The Piper's name, unique within a Dagger; default: the
+            Worker's name and a number (``"length_0"``).
+        track: Keep every item handed out in ``self.tracked``
+            (``{position: item}``, errors included).
+        repeat: With ``produce`` n, hand the result itself out n times
+            instead of its n parts.
     """
 
     def __init__(

@@ -39,10 +39,20 @@ class _either_way:  # noqa: N801 - used as a decorator, like classmethod
 
 
 class Plumber(Dagger):
-    """``Plumber(pipers=(), pipes=(), xtras=None)``: a Dagger with a run-time state machine.
+    """A Dagger that runs: it connects, starts, runs and stops a pipeline.
 
     States: *idle* -> ``start(datas)`` -> *started* -> ``run()`` -> *running*
     -> (finished, or ``pause()`` -> *started* again) -> ``stop()`` -> *idle*.
+    While running, a plunger thread reads the output Pipers (and discards their
+    items: outputs should store them, or be tracked); an exception that ends
+    the run is raised by ``wait()``, so a pipeline never hangs silently.
+
+    Args:
+        pipers: As for ``Dagger``: Pipers added first.
+        pipes: As for ``Dagger``: the pipes, in order.
+        xtras: As for ``Dagger``: one dict per Piper of ``pipers``.
+        progress: Show a tqdm progress bar of the items leaving the pipeline
+            (``pip install "papy2[progress]"``).
     """
 
     def __init__(
@@ -219,7 +229,7 @@ class Plumber(Dagger):
     def save(self, filename: str | os.PathLike[str]) -> None:
         """Save the pipeline's definition (Pipers, Workers, IMap settings, pipes,
         branches, xtras) to ``filename``; ``Plumber.load`` builds it again,
-        in this or another process. See :mod:`papy.pipeline._saved`."""
+        in this or another process. See ``papy.pipeline._saved``."""
         from . import _saved
 
         _saved.save(self, filename)

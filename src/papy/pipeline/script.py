@@ -1,6 +1,6 @@
 """Run an external program (a command or a shell script) on each item of a pipeline.
 
-:func:`script` is a worker function: ``Worker(script, (["sort"],))`` runs
+``script`` is a worker function: ``Worker(script, (["sort"],))`` runs
 ``sort`` once per item and passes on what it printed. The item goes in
 
 * on the program's standard input (``input="stdin"``, the default),
@@ -15,10 +15,10 @@ paths of these two files. Temporary files live in a private directory (mode
 0700, files 0600) that is removed when the call ends, however it ends.
 
 A program that exits with a non-zero status (or is killed by a signal)
-raises :class:`ScriptError`, which carries the command, the exit status, the
+raises ``ScriptError``, which carries the command, the exit status, the
 output and the tail of the standard error; one that runs longer than
 ``timeout`` seconds is killed with every process it started (its whole
-process group) and raises :class:`ScriptTimeout`. In a pipeline the failed
+process group) and raises ``ScriptTimeout``. In a pipeline the failed
 item becomes a ``WorkerError`` at its position and the other items go on::
 
     from papy import IMap
@@ -60,7 +60,7 @@ _PLACEHOLDER = re.compile(r"\{(in|out)\}")
 
 class ScriptError(RuntimeError):
     """The external program failed: it exited with a non-zero status, was
-    killed by a signal, timed out (:class:`ScriptTimeout`) or did not write its
+    killed by a signal, timed out (``ScriptTimeout``) or did not write its
     output file.
 
     Attributes: ``command`` (the arguments that were run, or the shell
@@ -318,8 +318,8 @@ def script(
       path replaces ``{out}`` or is appended (after the input path). With
       ``text`` the result is a str (UTF-8, newlines untouched), else bytes.
     * ``timeout``: seconds for the whole run; then the program and every
-      process of its group are killed and :class:`ScriptTimeout` is raised.
-    * ``check``: a non-zero exit raises :class:`ScriptError` (with the tail
+      process of its group are killed and ``ScriptTimeout`` is raised.
+    * ``check``: a non-zero exit raises ``ScriptError`` (with the tail
       of the standard error in its message); with ``check=False`` the output
       is returned anyway.
     * ``cwd``, ``env``: the working directory and the environment (None:

@@ -8,7 +8,7 @@ or ``Worker(sjoiner, kwargs={'join': ' '})``.
 Out-of-band items: between two parallel Pipers every item travels through the
 pipeline's own process (pickled twice). For large items, ``dump_item`` stores
 the item in a temporary file, a FIFO or a one-shot socket on the loopback
-interface and returns a small :class:`ItemRef`; ``load_item`` in the
+interface and returns a small ``ItemRef``; ``load_item`` in the
 downstream Piper reads it back and cleans up (the file is removed, the FIFO
 unlinked, the socket closed). A FIFO or socket is served by a thread of the
 process that called ``dump_item`` for at most ``timeout`` seconds, so the
@@ -124,7 +124,7 @@ def _check_delimiter(delimiter: str | None) -> str:
 
 def dump_stream(inbox: list[Any], handle: IO[str], delimiter: str | None = None) -> Any:
     """Write the str ``inbox[0]`` to the text ``handle`` as one record of a stream
-    that :func:`load_stream` reads back; return ``handle.name`` (None if it has none).
+    that ``load_stream`` reads back; return ``handle.name`` (None if it has none).
 
     The format is the original PaPy's: the item, ``"\\n"``, then the delimiter
     line (an empty line without a delimiter). The items ``"a"`` and ``"b\\nc"``::
@@ -201,7 +201,7 @@ def _stream_lines(handle: Iterable[str]) -> Iterator[str]:
 
 
 def load_stream(handle: Iterable[str], delimiter: str | None = None) -> Iterator[str]:
-    """Yield the items of a stream written by :func:`dump_stream` (the original
+    """Yield the items of a stream written by ``dump_stream`` (the original
     PaPy's format) with the same ``delimiter``: a generator, the input of a pipeline.
 
     The stream is read one line at a time and only the current record is kept,
@@ -403,7 +403,7 @@ def dump_item(
     dir: str | None = None,  # noqa: A002
     timeout: float = 320,
 ) -> ItemRef:
-    """Store ``inbox[0]`` out of band and return an :class:`ItemRef` to it.
+    """Store ``inbox[0]`` out of band and return an ``ItemRef`` to it.
 
     ``type``: ``'file'`` (a private temporary file, removed by ``load_item``),
     ``'fifo'`` (a named pipe in a private temporary directory, written by a
@@ -449,7 +449,7 @@ def dump_item(
 def load_item(
     inbox: list[Any], type: str | None = None, remove: bool = True, timeout: float = 320
 ) -> Any:  # noqa: A002
-    """Read back the item of the :class:`ItemRef` ``inbox[0]``.
+    """Read back the item of the ``ItemRef`` ``inbox[0]``.
 
     ``type=None`` returns the object that was dumped; ``'bytes'`` the raw
     bytes; ``'mmap'`` (file only) a read-only ``mmap`` of the file. A file is

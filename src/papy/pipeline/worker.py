@@ -12,7 +12,7 @@ gets the previous return value boxed in a 1-tuple, so that a function reads
     r = g((r,), *args_g, **kwargs_g)
     h((r,), *args_h, **kwargs_h)
 
-A Worker never raises: an exception becomes a :class:`WorkerError` that is
+A Worker never raises: an exception becomes a ``WorkerError`` that is
 *returned* and travels downstream in place of the item. If the inbox already
 holds an error (an upstream item failed), no function runs and that error is
 returned as it is.
@@ -73,17 +73,27 @@ def _refuse_pipers(functions: Any) -> None:
 
 
 class Worker:
-    """``Worker(functions, arguments=None, kwargs=None, name=None)``.
+    """A composition of functions with constant arguments: what a Piper evaluates.
 
-    ``functions`` is a callable, a Worker, or a sequence of callables and
-    Workers (composed left to right; Workers are flattened). For a single
-    callable ``arguments`` is the tuple of its constant positional arguments
-    and ``kwargs`` the dict of its keyword arguments; for a sequence they are
-    sequences with one tuple (one dict) per function. ``Worker(power, (3,))``
-    computes ``power(inbox, 3)``.
-
+    Calling it, ``worker(inbox)``, calls the first function with the inbox and
+    every later one with the previous result boxed in a 1-tuple, as the
+    original PaPy did, so that a function reads ``inbox[0]`` wherever it sits
+    in a composition. It never raises: an exception becomes a ``WorkerError``
+    value that takes the item's place, so one bad item never stops a pipeline.
     Two Workers are equal if they compose the same functions with the same
     arguments; Workers are not hashable (like lists).
+
+    Args:
+        functions: A callable, a Worker, or a sequence of callables and
+            Workers, composed left to right (Workers are flattened). A Piper
+            is refused (``TypeError``).
+        arguments: The constant positional arguments: for a single callable
+            a tuple (``Worker(power, (3,))`` computes ``power(inbox, 3)``), for
+            a sequence one tuple per function.
+        kwargs: The constant keyword arguments: a dict, or one dict per
+            function.
+        name: The Worker's name; default: the functions' names joined by
+            ``>`` (``"f>g"``).
     """
 
     def __init__(
