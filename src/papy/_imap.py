@@ -493,8 +493,6 @@ class IMap:
         block: bool = True,
         track: bool = False,
         progress: bool | Mapping[str, Any] = False,
-        *,
-        _share_input: bool = False,
     ) -> TaskIterator:
         """Add the task ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
@@ -542,6 +540,23 @@ class IMap:
                 already reads.
             ImportError: ``progress`` without tqdm installed.
         """
+        return self._add_task(func, iterable, args, kwargs, timeout, block, track, progress)
+
+    def _add_task(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        block: bool = True,
+        track: bool = False,
+        progress: bool | Mapping[str, Any] = False,
+        share_input: bool = False,
+    ) -> TaskIterator:
+        """``add_task``; with ``share_input``, an iterator another task reads may be
+        given again: the tasks then share its items in weave order (a Piper's
+        ``spawn`` copies do, on purpose)."""
         self._check_not_started("add_task")
         if not callable(func):
             raise TypeError(f"func must be callable, got {type(func).__name__}")
@@ -555,7 +570,7 @@ class IMap:
                 raise TypeError(
                     f"iterable must be iterable, got {type(iterable).__name__}"
                 ) from None
-            if it is iterable and not _share_input:
+            if it is iterable and not share_input:
                 for i, t in enumerate(self._tasks):
                     if t.iterable is iterable:
                         raise ValueError(
@@ -840,12 +855,13 @@ class IMap:
         except KeyboardInterrupt:
             run.shutdown(0.2)
             raise
-        if self.tracked and task in self.tracked:
-            self.tracked[task][got[1]] = got[2]
-        if self._bars:
-            bar = self._bars.get(task)
-            if bar is not None and got[0] != _scheduler.FINISHED:
-                bar.update(1)
+        if got[0] != _scheduler.FINISHED:  # the end is not a result
+            if self.tracked and task in self.tracked:
+                self.tracked[task][got[1]] = got[2]
+            if self._bars:
+                bar = self._bars.get(task)
+                if bar is not None:
+                    bar.update(1)
         return got  # type: ignore[no-any-return]
 
     def __iter__(self) -> TaskIterator:

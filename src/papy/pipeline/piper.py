@@ -705,7 +705,7 @@ class Piper:
                 self.imap.skip = True
             self._task_ids = []
             for _ in range(self.spawn):
-                it = self.imap.add_task(self.worker, rows, timeout=self.timeout, _share_input=True)
+                it = self.imap._add_task(self.worker, rows, timeout=self.timeout, share_input=True)
                 self._task_ids.append(it.task)
                 tasks.append(_Results(it))
         else:
