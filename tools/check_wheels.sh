@@ -3,11 +3,14 @@
 #
 #  1. the sdist: built with `python -m build --sdist` from a clean copy of the
 #     working tree; it must ship src/papy/_sched.pyx, and `pip install <sdist>`
-#     into a fresh virtual environment must compile the core (one interpreter);
+#     into a fresh virtual environment must compile the core and not install
+#     rpyc (the optional "remote" extra) (one interpreter);
 #  2. for every CPython 3.10-3.14 that pyenv (or PATH) has: `python -m build
 #     --wheel` run by that interpreter, `auditwheel repair` to a manylinux wheel,
 #     the wheel must hold papy/_sched*.so compiled by the pinned Cython
-#     (tools/build-constraints.txt); `pip install "<wheel>[test]"` into a fresh
+#     (tools/build-constraints.txt) and linked stripped (no .symtab, no .debug_*
+#     sections: setup.py strips unless PAPY_DEBUG_BUILD or PAPY_NO_STRIP is set);
+#     `pip install "<wheel>[test]"` into a fresh
 #     virtual environment made by that interpreter; papy must import from that
 #     environment with the compiled core; the test suite runs from a copy of
 #     the project without src/, against the installed package.
@@ -22,13 +25,14 @@
 #   --ref REV        check a commit (git archive REV) instead of the working tree
 #   --python X       only this interpreter: a version (3.12) or a path; repeatable
 #   --keep           keep the work directory (it is always kept after a failure)
-#   --check-wheel W  check that wheel W holds the compiled core, and nothing else
+#   --check-wheel W  check that wheel W holds the compiled core, stripped, and nothing else
 #
 # Environment:
 #   PAPY_WHEEL_TESTS         pytest arguments replacing the default ones (shell words),
 #                            e.g. PAPY_WHEEL_TESTS='-x -q tests/test_sched_core.py'
 #   PAPY_WHEEL_TEST_TIMEOUT  seconds one interpreter's test run may take (default 3600)
 #   PAPY_WHEEL_WORKDIR       where to work (default: a new temporary directory)
+#   PAPY_ALLOW_UNSTRIPPED    set: an unstripped core is reported, not a failure (debug builds)
 #   PYTHON                   interpreter for the tools (build, auditwheel); default python3
 set -uo pipefail
 
@@ -67,12 +71,56 @@ PINNED_CYTHON="$(sed -n 's/^[Cc]ython==\([0-9][0-9.]*\).*/\1/p' "$CONSTRAINTS" |
 
 # -- the compiled-core check of one wheel -------------------------------------
 # check_wheel WHEEL [cpython-3XX]: the wheel is a platform wheel that holds
-# papy/_sched.<abi>.so (or .pyd) compiled by the pinned Cython.
+# papy/_sched.<abi>.so (or .pyd) compiled by the pinned Cython, and (ELF and
+# Mach-O) linked stripped. Set PAPY_ALLOW_UNSTRIPPED=1 to check a debug build.
 write_wheel_checker() {
     cat >"$1" <<'PY'
+import os
 import re
+import struct
 import sys
 import zipfile
+
+
+def unstripped(data):
+    """What a stripped build would not hold, or None if not ELF/Mach-O (a .pyd)."""
+    if data[:4] == b"\x7fELF":  # section names .symtab and .debug_*
+        wide, e = data[4] == 2, "<" if data[5] == 1 else ">"
+        shoff = struct.unpack_from(e + ("Q" if wide else "I"), data, 0x28 if wide else 0x20)[0]
+        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, 0x3A if wide else 0x2E)
+        layout = e + ("IIQQQQ" if wide else "IIIIII")
+
+        def section(i):
+            name, _, _, _, offset, size = struct.unpack_from(layout, data, shoff + i * shentsize)
+            return name, offset, size
+
+        _, stroff, strsize = section(shstrndx)
+        strtab = data[stroff : stroff + strsize]
+        names = [strtab[n : strtab.index(b"\0", n)].decode() for n, _, _ in map(section, range(shnum))]
+        return [n for n in names if n == ".symtab" or n.startswith(".debug")]
+    slices = []
+    if data[:4] == b"\xca\xfe\xba\xbe":  # a fat (universal) Mach-O: every slice
+        (nfat,) = struct.unpack_from(">I", data, 4)
+        for i in range(nfat):
+            offset, size = struct.unpack_from(">II", data, 8 + 20 * i + 8)
+            slices.append(data[offset : offset + size])
+    elif data[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe"):
+        slices.append(data)
+    else:
+        return None
+    found = []
+    for macho in slices:  # local symbols (LC_DYSYMTAB nlocalsym): -Wl,-x leaves none,
+        wide = macho[:4] == b"\xcf\xfa\xed\xfe"  # an unstripped core has hundreds
+        ncmds = struct.unpack_from("<I", macho, 16)[0]
+        at = 32 if wide else 28
+        for _ in range(ncmds):
+            cmd, size = struct.unpack_from("<II", macho, at)
+            if cmd == 0xB:  # LC_DYSYMTAB
+                nlocal = struct.unpack_from("<I", macho, at + 12)[0]
+                if nlocal > 32:
+                    found.append(f"{nlocal} local symbols")
+            at += size
+    return found
 
 wheel, abi, cython = sys.argv[1], sys.argv[2], sys.argv[3]
 problems = []
@@ -96,8 +144,19 @@ with zipfile.ZipFile(wheel) as zf:
         marker = ("_cython_" + cython.replace(".", "_")).encode()
         if marker not in zf.read(ext[0]):
             problems.append(f"{ext[0]} was not compiled by Cython {cython}")
+    strip = "-"
+    if ext:
+        data = zf.read(ext[0])
+        extra = unstripped(data)
+        strip = "not checked (PE)" if extra is None else ("stripped" if not extra else "NOT stripped")
+        strip = f"{len(data) // 1024} kB, {strip}"
+        if extra and not os.environ.get("PAPY_ALLOW_UNSTRIPPED"):
+            problems.append(
+                f"{ext[0]} is not stripped ({', '.join(extra[:4])}): setup.py links release "
+                "builds stripped unless PAPY_DEBUG_BUILD or PAPY_NO_STRIP is set"
+            )
 print(f"  wheel: {wheel.rsplit('/', 1)[-1]}")
-print(f"  tags: {' '.join(tags) or '-'}; compiled core: {' '.join(ext) or '-'}")
+print(f"  tags: {' '.join(tags) or '-'}; compiled core: {' '.join(ext) or '-'} ({strip})")
 for p in problems:
     print(f"  FAIL: {p}")
 sys.exit(1 if problems else 0)
@@ -296,7 +355,8 @@ if [[ -n $SDIST ]]; then
         run "$LOG" "$VENV/bin/python" -m pip install --quiet --upgrade pip &&
         run "$LOG" "$VENV/bin/python" -m pip install "$SDIST" &&
         (cd "$TESTROOT" && run "$LOG" "$VENV/bin/python" -c "
-import os, sys, papy, papy._scheduler as s, papy._sched as c
+import importlib.util, os, sys, papy, papy._scheduler as s, papy._sched as c
+assert importlib.util.find_spec('rpyc') is None, 'a plain install pulled in rpyc (the remote extra)'
 venv = os.path.realpath(sys.argv[1])
 for mod in (papy, c):
     assert os.path.realpath(mod.__file__).startswith(venv + os.sep), mod.__file__
@@ -307,7 +367,7 @@ open(sys.argv[3], 'w').write(c.__file__)
 " "$VENV" "$PINNED_CYTHON" "$probe") &&
         (cd "$TESTROOT" && run "$LOG" timeout 120 "$VENV/bin/python" -m papy); then
         echo "    compiled core: $(cat "$probe")"
-        row "sdist $V" PASS $((SECONDS - t0)) "pip install compiled the core (Cython $PINNED_CYTHON); demo ran"
+        row "sdist $V" PASS $((SECONDS - t0)) "pip install compiled the core (Cython $PINNED_CYTHON), no rpyc; demo ran"
     else
         row "sdist $V" FAIL $((SECONDS - t0)) "pip install of the sdist (see $LOG)"
     fi

@@ -23,7 +23,11 @@ Data flow::
 Each task's function travels once per connection, pickled (``TaskDef.payload``);
 items and results travel as pickled bytes. Runs are asynchronous requests with
 no expiry, so RPyC's synchronous request timeout applies only to the handshake.
-rpyc is imported when a pool is started, never at ``import papy``.
+
+rpyc is an optional dependency (the ``remote`` extra): it is imported when a
+remote pool is started or a server is made (:func:`import_rpyc`), never at
+``import papy``; without it, those raise :class:`RemoteDependencyError`, which
+says how to install it.
 """
 
 from __future__ import annotations
@@ -46,11 +50,14 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "INSTALL_HINT",
     "SSL_KEYS",
     "Link",
     "RemoteConnectionError",
+    "RemoteDependencyError",
     "RemotePool",
     "connect",
+    "import_rpyc",
     "open_links",
     "ssl_context",
 ]
@@ -65,6 +72,9 @@ PIPELINE_DEPTH = 2
 PIPELINE_MAX_BYTES = 64 * 1024
 #: keys accepted in ``IMap(remote_ssl=...)``
 SSL_KEYS = frozenset({"keyfile", "certfile", "ca_certs", "check_hostname", "server_hostname"})
+
+#: how to install what remote workers need (rpyc): the ``remote`` extra
+INSTALL_HINT = 'pip install "papy2[remote]"'
 
 _PAPY_SERVICE = "PAPYWORKER"
 _CLASSIC_SERVICES = ("SLAVE", "CLASSIC")
@@ -81,6 +91,30 @@ class RemoteConnectionError(PapyError, ConnectionError):
         super().__init__(message)
         self.host = host
         self.port = port
+
+
+class RemoteDependencyError(PapyError, ImportError):
+    """Remote workers (``IMap(worker_remote=...)``, ``python -m papy.remote``,
+    ``papy-worker``) need rpyc, which is not installed (or cannot be imported).
+
+    The message says how to install it (:data:`INSTALL_HINT`); the import's own
+    error is the ``__cause__``.
+    """
+
+
+def import_rpyc() -> Any:
+    """The ``rpyc`` module, or :class:`RemoteDependencyError` saying how to install it."""
+    try:
+        import rpyc
+    except ImportError as exc:
+        missing = exc.name == "rpyc" or (exc.name or "").startswith("rpyc.")
+        raise RemoteDependencyError(
+            "remote workers need rpyc, which "
+            + ("is not installed" if missing else f"cannot be imported ({exc})")
+            + f": {INSTALL_HINT}",
+            name="rpyc",
+        ) from exc
+    return rpyc
 
 
 # -- connecting ---------------------------------------------------------------
@@ -147,7 +181,7 @@ class Link:
     def stream(self) -> None:
         """(papy's server) Leave RPyC: the server now serves papy's framed messages
         (``_child.serve``) on this connection, as a local worker does on its pipes."""
-        import rpyc
+        rpyc = import_rpyc()
 
         if self.kind != "papy":
             raise RemoteConnectionError(
@@ -195,9 +229,10 @@ def connect(
     """Connect to the remote worker at ``host:port`` and shake hands.
 
     ``ssl`` is an ``ssl.SSLContext`` (see :func:`ssl_context`) or None. Raises
-    :class:`RemoteConnectionError` naming the server on any failure.
+    :class:`RemoteConnectionError` naming the server on any failure, and
+    :class:`RemoteDependencyError` if rpyc is not installed.
     """
-    import rpyc
+    rpyc = import_rpyc()
     from rpyc.core.service import VoidService
     from rpyc.core.stream import SocketStream
     from rpyc.utils.factory import connect_stream
@@ -295,7 +330,9 @@ def open_links(
 ) -> list[Link]:
     """Connect every remote slot (``(host, port, n)``: ``n`` connections) and define
     every task on it, in parallel. Any failure closes them all and raises
-    :class:`RemoteConnectionError` naming the server."""
+    :class:`RemoteConnectionError` naming the server (:class:`RemoteDependencyError`
+    at once if rpyc is not installed)."""
+    import_rpyc()  # here, not in the connecting threads: the error names what to install
     ctx = ssl_context(ssl_options) if ssl_options is not None else None
     server_hostname = (ssl_options or {}).get("server_hostname")
     payloads = {

@@ -9,16 +9,26 @@ then give an IMap ``worker_remote=[("host:18812", n)]`` (``n`` connections,
 (``rpyc_classic``) works too, on trusted networks only. See ``docs/remote.md``.
 
 Importing this package is cheap: rpyc is imported only when a server is
-started or a remote pool connects.
+started or a remote pool connects. rpyc is the optional ``remote`` extra
+(``pip install "papy2[remote]"``); without it those raise
+:class:`RemoteDependencyError` (an ``ImportError``) saying so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._pools.remote import RemoteConnectionError
+from .._pools.remote import INSTALL_HINT, RemoteConnectionError, RemoteDependencyError
 
-__all__ = ["DEFAULT_PORT", "RemoteConnectionError", "make_server", "ping", "serve"]
+__all__ = [
+    "DEFAULT_PORT",
+    "INSTALL_HINT",
+    "RemoteConnectionError",
+    "RemoteDependencyError",
+    "make_server",
+    "ping",
+    "serve",
+]
 
 DEFAULT_PORT = 18812
 
@@ -27,7 +37,8 @@ def ping(address: str, remote_ssl: Any = None, timeout: float = 10.0) -> dict[st
     """Connect to the remote worker at ``'host[:port]'``; return who answered.
 
     Raises :class:`RemoteConnectionError` if it cannot be used (down, refused,
-    TLS mismatch, not a papy or classic RPyC server).
+    TLS mismatch, not a papy or classic RPyC server), and
+    :class:`RemoteDependencyError` if rpyc is not installed.
     """
     from .._pools.remote import connect, ssl_context
 

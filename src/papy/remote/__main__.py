@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     try:
         info = do_ping(args.address, remote_ssl)
-    except (RemoteConnectionError, OSError, ValueError) as exc:
+    except (RemoteConnectionError, OSError, ValueError, ImportError) as exc:
         print(f"papy.remote ping: {exc}", file=sys.stderr)
         return 1
     print(" ".join(f"{k}={v}" for k, v in info.items()))

@@ -49,6 +49,9 @@ _SERVICE_CONFIG = {
 
 
 def _service_class() -> type:
+    from .._pools.remote import import_rpyc
+
+    import_rpyc()  # or an error that says how to install it
     import rpyc
 
     class PapyWorkerService(rpyc.Service):  # type: ignore[misc]
@@ -105,8 +108,12 @@ def make_server(
     """Build (and bind) the server; ``server.start()`` serves until interrupted.
 
     ``port=0`` picks a free port (``server.port`` tells which). ``mode`` is
-    ``'forking'`` (default on POSIX) or ``'threaded'``.
+    ``'forking'`` (default on POSIX) or ``'threaded'``. Without rpyc (the
+    ``remote`` extra), raises :class:`~papy.remote.RemoteDependencyError`.
     """
+    from .._pools.remote import import_rpyc
+
+    import_rpyc()
     from rpyc.utils.server import ForkingServer, ThreadedServer
 
     if mode is None:
