@@ -8,6 +8,7 @@ a real local dask.distributed cluster (started once for the module) through
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import random
 import threading
@@ -23,6 +24,15 @@ pytestmark = pytest.mark.timeout(60)
 
 KINDS = ["thread", "process", "loky", "dask"]
 
+#: a ProcessPoolExecutor's processes: started by a forkserver where there is one,
+#: since this process runs threads (the fixtures' executors, dask's) and a fork
+#: would copy them (Python 3.12+ warns); the default start method elsewhere
+MP_CONTEXT = (
+    multiprocessing.get_context("forkserver")
+    if "forkserver" in multiprocessing.get_all_start_methods()
+    else None
+)
+
 
 # -- executors (started once per module) ------------------------------------------
 @pytest.fixture(scope="module")
@@ -33,7 +43,7 @@ def thread_executor():
 
 @pytest.fixture(scope="module")
 def process_executor():
-    with ProcessPoolExecutor(2) as ex:
+    with ProcessPoolExecutor(2, mp_context=MP_CONTEXT) as ex:
         yield ex
 
 
@@ -50,8 +60,14 @@ def dask_client():
     pytest.importorskip("distributed")
     from distributed import Client, LocalCluster
 
+    # no dashboard; its HTTP server (which runs anyway) on a free port, not on 8787,
+    # which another cluster on this machine may hold (distributed warns then)
     cluster = LocalCluster(
-        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+        processes=True,
+        n_workers=2,
+        threads_per_worker=1,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
     )
     client = Client(cluster)
     yield client
@@ -180,7 +196,7 @@ def test_dask_runs_on_the_clusters_worker_processes(dask_client, dask_executor):
 
 def test_a_lost_worker_fails_its_items_and_the_map_ends():
     with (
-        ProcessPoolExecutor(1) as ex,
+        ProcessPoolExecutor(1, mp_context=MP_CONTEXT) as ex,
         IMap(exit_on_one, range(4), executor=ex, worker_num=1, chunksize=1) as m,
     ):
         got = collect(m)

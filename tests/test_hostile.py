@@ -183,34 +183,34 @@ def parent_death_seconds(tmp_path, mode: str, method: str, sig: int) -> float:
     script = tmp_path / "parent.py"
     script.write_text(PARENT_SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes its stdout
         [sys.executable, str(script), mode, method],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
         cwd=tmp_path,
-    )
-    try:
-        line = proc.stdout.readline()
-        pids = [int(p) for p in line.split()]
-        assert len(pids) == 2, line
-        assert not any(_gone(p) for p in pids)
-        t0 = time.monotonic()
-        proc.send_signal(sig)
-        proc.wait(10)
-        while time.monotonic() - t0 < 10:
-            if all(_gone(p) for p in pids):
-                return time.monotonic() - t0
-            time.sleep(0.02)
-        for p in pids:  # do not leave them behind even when the test fails
-            try:
-                os.kill(p, 9)
-            except OSError:
-                pass
-        return float("inf")
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        try:
+            line = proc.stdout.readline()
+            pids = [int(p) for p in line.split()]
+            assert len(pids) == 2, line
+            assert not any(_gone(p) for p in pids)
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            proc.wait(10)
+            while time.monotonic() - t0 < 10:
+                if all(_gone(p) for p in pids):
+                    return time.monotonic() - t0
+                time.sleep(0.02)
+            for p in pids:  # do not leave them behind even when the test fails
+                try:
+                    os.kill(p, 9)
+                except OSError:
+                    pass
+            return float("inf")
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 CASES_3 = [(mode, method, 9) for mode in ("idle", "sleep", "spin") for method in

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -221,7 +222,7 @@ def test_weave_and_chain_on_one_process_worker(tmp_path):
         for _ in range(2):
             out += [next(left), next(left), next(right), next(right)]
     assert out == [0, 1, 0, 1, 2, 3, 2, 3]
-    assert open(log).read().split() == ["L0", "L1", "R0", "R1", "L2", "L3", "R2", "R3"]
+    assert Path(log).read_text().split() == ["L0", "L1", "R0", "R1", "L2", "L3", "R2", "R3"]
 
     log = str(tmp_path / "chain")
     with IMap(worker_type="process", worker_num=1, stride=2, buffer=6) as m:
@@ -230,4 +231,4 @@ def test_weave_and_chain_on_one_process_worker(tmp_path):
         c = m.add_task(_file_tag, b, args=("C", log))
         m.start()
         assert list(c) == [0, 1, 2, 3, 4]
-    assert open(log).read().split() == "A0 A1 B0 B1 C0 C1 A2 A3 B2 B3 C2 C3 A4 B4 C4".split()
+    assert Path(log).read_text().split() == "A0 A1 B0 B1 C0 C1 A2 A3 B2 B3 C2 C3 A4 B4 C4".split()

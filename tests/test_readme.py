@@ -78,6 +78,7 @@ def servers():
         for p in procs:
             p.terminate()
             p.wait(10)
+            p.stdout.close()
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

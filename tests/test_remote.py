@@ -71,7 +71,8 @@ class Server:
                     found.put((m.group(1), int(m.group(2))))
             found.put(None)
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         try:
             got = found.get(timeout=30)
         except queue.Empty:
@@ -88,6 +89,11 @@ class Server:
         except ProcessLookupError:
             pass
         self.proc.wait(10)
+        # the group is gone: the reader sees the end of the pipe, which is then closed
+        self.reader.join(10)
+        if not self.reader.is_alive():
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
 
 
 def papy_server(cwd: Path, *options: str, **env: str) -> Server:

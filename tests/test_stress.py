@@ -22,6 +22,11 @@ pytestmark = pytest.mark.timeout(300)
 
 ITEM_TIMEOUT = 20.0  # a hard limit per item: a hang fails the example, it never blocks
 
+#: these tests choose start_method="fork" on purpose; a thread that another test
+#: module leaves running (dask's offload thread) makes Python 3.12+ warn about
+#: that fork
+FORKS_ON_PURPOSE = pytest.mark.filterwarnings("ignore:This process:DeprecationWarning")
+
 
 def inc(x):
     return x + 1
@@ -228,6 +233,7 @@ def build_and_check(seed: int) -> None:
             assert sorted(got[t], key=repr) == sorted(want, key=repr), f"seed {seed}, task {t}"
 
 
+@FORKS_ON_PURPOSE
 @pytest.mark.parametrize("seed", range(24))
 def test_random_dag_against_sequential_evaluation(seed):
     build_and_check(seed)
@@ -265,10 +271,12 @@ def soak(n_items: int) -> None:
     assert me.num_fds() <= fds
 
 
+@FORKS_ON_PURPOSE
 def test_soak_short():
     soak(60_000)
 
 
+@FORKS_ON_PURPOSE
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_soak_one_million_items():
