@@ -216,10 +216,11 @@ def test_a_debug_raise_upstream_is_raised_again_downstream(parallel):
 # -- timeouts (case 19) ---------------------------------------------------------------
 @pytest.mark.parametrize("worker_type", ["thread", "process"])
 def test_timeout_skips_the_late_item_and_keeps_counts_aligned(worker_type):
-    # two workers: the late item keeps one busy (a worker cannot be interrupted)
+    # two workers: the late item keeps one busy (a worker cannot be interrupted); the
+    # timeout leaves room for starting the workers (a forkserver may take a second)
     m = IMap(worker_type=worker_type, worker_num=2)
-    p = Piper(sleeper, parallel=m, timeout=0.5, name="slow")
-    out = run(p, [0.05, 1.0, 0.05, 0.05])
+    p = Piper(sleeper, parallel=m, timeout=2.0, name="slow")
+    out = run(p, [0.05, 3.0, 0.05, 0.05])
     assert m.skip is True
     assert len(out) == 4
     assert out[0] == 0.05 and out[2] == 0.05 and out[3] == 0.05

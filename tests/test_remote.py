@@ -520,8 +520,92 @@ def test_tls_refuses_clients_without_the_right_certificate(tls_server, certs, ca
     }[case]
     m = IMap(worker_remote=[(tls_server.address, 1)], remote_ssl=remote_ssl)
     m.add_task(square, range(3))
-    with pytest.raises(RemoteConnectionError, match=re.escape(tls_server.address)):
+    with pytest.raises(RemoteConnectionError, match=re.escape(tls_server.address)) as info:
         m.start()
+    # the message says why, in the user's terms
+    why = {
+        "no-client-cert": r"requires a client certificate: give remote_ssl\['certfile'\]",
+        "rogue-client-cert": r"refused this client's certificate",
+        "untrusted-server": r"certificate could not be verified .*remote_ssl\['ca_certs'\]",
+        "plaintext": r"if the server requires TLS .*give remote_ssl=",
+    }[case]
+    assert re.search(why, str(info.value)), str(info.value)
+    if case in ("no-client-cert", "rogue-client-cert"):  # and the server's log says it too
+        deadline = time.monotonic() + 5
+        while not any("TLS handshake failed" in line for line in tls_server.lines):
+            assert time.monotonic() < deadline, "".join(tls_server.lines[-5:])
+            time.sleep(0.05)
+
+
+def test_tls_to_a_server_without_tls_says_so(papy_servers, certs):
+    remote_ssl = {
+        "keyfile": certs["client.key"],
+        "certfile": certs["client"],
+        "ca_certs": certs["ca"],
+    }
+    with pytest.raises(RemoteConnectionError, match="no TLS handshake with the server"):
+        papy.remote.ping(papy_servers[0].address, remote_ssl, timeout=2)
+
+
+def test_ping_checks_the_server_hostname(tls_server, certs, capsys):
+    from papy.remote.__main__ import main
+
+    tls = ["--ssl-keyfile", certs["client.key"], "--ssl-certfile", certs["client"]]
+    tls += ["--ssl-cafile", certs["ca"]]
+    assert main(["ping", tls_server.address, *tls, "--server-hostname", "127.0.0.1"]) == 0
+    assert "kind=papy" in capsys.readouterr().out
+    assert main(["ping", tls_server.address, *tls, "--server-hostname", "worker.example"]) == 1
+    err = capsys.readouterr().err
+    assert "does not name the host connected to" in err and "server_hostname" in err
+
+
+@pytest.mark.parametrize("mode", ["forking", "threaded"])
+def test_a_server_at_its_connection_limit_refuses_with_a_clear_message(workdir, mode):
+    server = papy_server(workdir, "--mode", mode, "--max-connections", "2")
+    try:
+        assert "at most 2 connections" in "".join(server.lines)
+        with IMap(square, range(20), worker_num=0, worker_remote=[(server.address, 2)]) as m:
+            assert list(m) == [x * x for x in range(20)]  # two connections: served
+            with pytest.raises(RemoteConnectionError) as info:  # a third while they are open
+                papy.remote.ping(server.address)
+        assert re.search(
+            r"refused the connection: it serves 2 connections already, its limit "
+            r"\(papy-worker --max-connections\)",
+            str(info.value),
+        ), str(info.value)
+        deadline = time.monotonic() + 10  # the two connections end with the map
+        while True:
+            try:
+                assert papy.remote.ping(server.address)["kind"] == "papy"
+                break
+            except RemoteConnectionError:
+                assert time.monotonic() < deadline, "the server never took clients again"
+                time.sleep(0.1)
+        m = IMap(worker_num=0, worker_remote=[(server.address, 3)])
+        m.add_task(square, range(3))
+        with pytest.raises(RemoteConnectionError, match="its limit"):
+            m.start()  # three slots cannot all connect: nothing is left running
+        assert not m.started
+        assert any("refused a client" in line for line in server.lines)
+    finally:
+        server.kill()
+
+
+def test_many_idle_clients_do_not_fork_a_process_each(workdir):
+    import psutil
+
+    server = papy_server(workdir, "--max-connections", "4")
+    socks = []
+    try:
+        for _ in range(40):
+            socks.append(socket.create_connection((server.host, server.port), timeout=5))
+        time.sleep(0.5)
+        children = psutil.Process(server.proc.pid).children(recursive=True)
+        assert len(children) <= 4, f"{len(children)} processes for 40 idle clients"
+    finally:
+        for sock in socks:
+            sock.close()
+        server.kill()
 
 
 def test_bad_remote_ssl_options_are_rejected_at_start(tls_server, certs):

@@ -64,6 +64,15 @@ def _check_count(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _check_heartbeat(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"remote_heartbeat must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not 0.1 <= seconds <= 3600:
+        raise ValueError(f"remote_heartbeat must be between 0.1 and 3600 seconds, got {value}")
+    return seconds
+
+
 def _check_flag(name: str, value: Any) -> bool:
     """A yes/no argument: a bool (or the ints 0 and 1, as old code passes them)."""
     if isinstance(value, bool):
@@ -326,6 +335,12 @@ class IMap:
             ``certfile``, ``keyfile``, ``check_hostname`` (default ``True``)
             and ``server_hostname``. Use client certificates between machines:
             whoever can connect to a worker server can run any code there.
+        remote_heartbeat: Seconds after which a remote worker (papy's server)
+            that sent nothing, not even its heartbeat, counts as lost: frozen,
+            cut off by the network or dead without closing the connection. Its
+            items in flight fail with ``WorkerLostError`` or, with ``retries``,
+            run again elsewhere; papy keeps reconnecting to it while the map
+            runs. The server beats four times per period.
 
     Raises:
         TypeError: An argument of the wrong type (here, not later).
@@ -372,6 +387,7 @@ class IMap:
         deadlock_grace: float | None = 0.5,
         executor: Any = None,
         remote_ssl: Mapping[str, str] | None = None,
+        remote_heartbeat: float = 10.0,
     ) -> None:
         if (func is None) != (iterable is None):
             missing = "iterable" if iterable is None else "func"
@@ -462,7 +478,12 @@ class IMap:
         self._bars: dict[int, Any] = {}  # task -> its progress bar, while started
         self._last_stats: dict[str, Any] | None = None  # stats() of the last run, at stop
         self._run: Run | None = None
-        self._pool_options: Any = {"executor": executor, "remote_ssl": remote_ssl}
+        self.remote_heartbeat = _check_heartbeat(remote_heartbeat)
+        self._pool_options: Any = {
+            "executor": executor,
+            "remote_ssl": remote_ssl,
+            "remote_heartbeat": self.remote_heartbeat,
+        }
         self.tracked: dict[int, dict[int, Any]] = {}
         if func is not None:
             self.add_task(func, iterable, args, kwargs)  # type: ignore[arg-type]

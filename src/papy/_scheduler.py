@@ -42,7 +42,7 @@ else:
     except ImportError as exc:  # pragma: no cover - only a broken install gets here
         raise ImportError(
             "papy's compiled scheduler (papy._sched) is missing or broken: "
-            f"{exc}. Reinstall papy with a C++ compiler and Cython available, "
+            f"{exc}. Reinstall papy2 with a C++ compiler and Cython available, "
             "or set PAPY_NO_EXTENSIONS=1 to use the pure-Python core."
         ) from exc
 

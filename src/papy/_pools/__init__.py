@@ -142,9 +142,28 @@ def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "pa
             sides.append(ThreadPool(local))
             local = 0
         if local or papy_links:
-            from .process import ProcessPool
+            from .process import HEARTBEAT, ProcessPool
 
-            sides.append(ProcessPool(local, config.start_method, config.retries, papy_links))
+            reconnect = None
+            if papy_links:
+                from .remote import open_links
+
+                ssl_options = options.get("remote_ssl")
+
+                def reconnect(host: str, port: int) -> Any:
+                    return open_links([(host, port, 1)], tasks or {}, ssl_options, name)[0]
+
+            heartbeat = options.get("remote_heartbeat")
+            sides.append(
+                ProcessPool(
+                    local,
+                    config.start_method,
+                    config.retries,
+                    papy_links,
+                    HEARTBEAT if heartbeat is None else heartbeat,
+                    reconnect,
+                )
+            )
         if classic_links:
             from .remote import RemotePool
 

@@ -221,10 +221,44 @@ def _split(task: int, first: int, values: list[Any], errors: Any) -> bytes:
 
 
 class _Endpoint:
-    """Blocking frame I/O for the worker: two pipe fds, or one socket."""
+    """Blocking frame I/O for the worker: two pipe fds, or one socket.
 
-    def __init__(self, rfd: int = -1, wfd: int = -1, sock: Any = None) -> None:
+    On a socket, ``heartbeat`` > 0 starts a thread that sends an empty frame
+    every ``heartbeat`` seconds, also while a function runs, so the client can
+    tell a busy server from a frozen or unreachable one; a lock keeps its
+    frames out of the middle of a reply.
+    """
+
+    def __init__(
+        self, rfd: int = -1, wfd: int = -1, sock: Any = None, heartbeat: float = 0.0
+    ) -> None:
         self.rfd, self.wfd, self.sock = rfd, wfd, sock
+        self._lock: Any = None
+        self._closed = False
+        if sock is not None and heartbeat > 0:
+            import threading
+
+            self._lock = threading.Lock()
+            threading.Thread(
+                target=self._beat, args=(heartbeat,), name="papy-heartbeat", daemon=True
+            ).start()
+
+    def _beat(self, interval: float) -> None:
+        import time
+
+        from ._io import HEADER
+
+        frame = HEADER.pack(0)
+        while not self._closed:
+            time.sleep(interval)
+            try:
+                with self._lock:
+                    self.sock.sendall(frame)
+            except OSError:  # the connection is gone: serve() sees it too
+                return
+
+    def close(self) -> None:
+        self._closed = True
 
     def recv(self) -> bytearray:
         if self.sock is None:
@@ -256,8 +290,13 @@ class _Endpoint:
             return
         from ._io import HEADER
 
-        self.sock.sendall(HEADER.pack(len(data)))
-        self.sock.sendall(data)
+        if self._lock is None:
+            self.sock.sendall(HEADER.pack(len(data)))
+            self.sock.sendall(data)
+            return
+        with self._lock:
+            self.sock.sendall(HEADER.pack(len(data)))
+            self.sock.sendall(data)
 
 
 def watch_forks() -> None:

@@ -18,6 +18,7 @@ import os
 import select
 import struct
 import threading
+from time import monotonic
 
 TYPE_CHECKING = False  # typing is not imported at run time (import time)
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ class PipeChannel(Channel):
 class SocketChannel(Channel):
     """A remote worker: one TCP (or TLS) socket in non-blocking mode."""
 
-    __slots__ = ("sock", "rfd", "wfd", "_tls")
+    __slots__ = ("sock", "rfd", "wfd", "_tls", "heard")
 
     def __init__(self, sock: Any) -> None:
         super().__init__()
@@ -223,6 +224,8 @@ class SocketChannel(Channel):
         sock.setblocking(False)
         self.rfd = self.wfd = sock.fileno()
         self._tls = hasattr(sock, "pending")
+        #: when bytes last arrived (monotonic): a reply, a part of one, or a heartbeat
+        self.heard = monotonic()
 
     @property
     def buffered(self) -> bool:
@@ -240,6 +243,7 @@ class SocketChannel(Channel):
             raise EOFError(str(exc)) from exc
         if n == 0:
             raise EOFError("the server closed the connection")
+        self.heard = monotonic()
         return n  # type: ignore[no-any-return]
 
     def _write(self, views: list[Any]) -> int:

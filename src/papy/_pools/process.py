@@ -42,6 +42,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from time import monotonic
 
@@ -62,12 +63,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ProcessPool"]
 
+#: default seconds of silence after which a remote worker counts as lost
+HEARTBEAT = 10.0
+#: first and longest pause between attempts to reconnect a lost remote worker (s)
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 5.0
 #: most batches one worker holds (being evaluated or waiting in its pipe)
 PREFETCH = 2
-#: a worker gets a second batch only while the work it holds is estimated below this (s)
+#: a worker gets a second batch only while the work it holds is measured below this (s)
 PREFETCH_HORIZON = 0.01
-#: ... and an unmeasured worker only while its current batch is younger than this (s)
-PATIENCE = 0.002
+#: a remote worker holds up to this many batches, while the work they hold is measured
+#: below PREFETCH_HORIZON plus two round trips (so a slow link does not idle it)
+PREFETCH_REMOTE = 32
 #: a worker gets a second batch only while the requests it holds are below this (bytes)
 MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024
 #: ranges are packed into one message only while a tasklet is measured below this (s)
@@ -185,8 +192,18 @@ class ProcessPool:
         start_method: str | None = None,
         retries: int = 0,
         links: Sequence[Any] = (),
+        heartbeat: float = HEARTBEAT,
+        reconnect: Callable[[str, int], Any] | None = None,
     ) -> None:
         self.size = size + len(links)
+        #: a remote worker silent for this long (no reply, no heartbeat) is lost
+        self.heartbeat = heartbeat
+        #: ``reconnect(host, port)``: a new link to a lost remote worker's server, its
+        #: tasks defined (None: lost remote workers are not reconnected)
+        self._reconnect = reconnect
+        self._reconnecting: set[int] = set()  # workers a thread is reconnecting
+        self._returned: deque[tuple[_Worker, Any]] = deque()  # reconnected, to attach
+        self._has_links = bool(links)
         self.retries = retries
         self.start_method = start_method
         self._workers = [_Worker(i) for i in range(size)]
@@ -288,13 +305,73 @@ class ProcessPool:
         self._watch(w)
         self._flush(w)
 
-    def _attach(self, w: _Worker) -> None:
+    def _attach(self, w: _Worker, streaming: bool = False) -> None:
         """Switch ``w``'s connection to papy's server over to framed messages."""
         from ._io import SocketChannel
 
-        w.link.stream()  # the tasks were defined over RPyC already
+        if not streaming:
+            w.link.stream(self.heartbeat / 4)  # the tasks were defined over RPyC already
         w.fresh(SocketChannel(w.link.sock))
         self._watch(w)
+
+    # -- remote workers: liveness and reconnection -----------------------------------
+    def _check_heartbeats(self, now: float) -> list[_Worker]:
+        """Remote workers silent for longer than the heartbeat: frozen, cut off or
+        gone without a word (their connection is cut, so nothing more comes)."""
+        silent = []
+        for w in self._workers:
+            if w.link is None or w.dead or w.channel is None:
+                continue
+            if now - w.channel.heard > self.heartbeat:
+                silent.append(w)
+                w.link.abort()
+        return silent
+
+    def _start_reconnecting(self, w: _Worker) -> None:
+        """Try, in a thread, to reach ``w``'s server again while the map runs."""
+        if self._reconnect is None or w.index in self._reconnecting or self._closing:
+            return
+        self._reconnecting.add(w.index)
+        host, port = w.link.host, w.link.port
+        threading.Thread(
+            target=self._reconnect_loop,
+            args=(w, host, port),
+            name=f"{self._name}-reconnect-{w.index}",
+            daemon=True,
+        ).start()
+
+    def _reconnect_loop(self, w: _Worker, host: str, port: int) -> None:
+        delay = RECONNECT_FIRST
+        while not self._closing:
+            time.sleep(delay)
+            if self._closing:
+                return
+            try:
+                link = self._reconnect(host, port)  # type: ignore[misc]
+                link.stream(self.heartbeat / 4)
+            except Exception as exc:  # noqa: BLE001 - not back yet: try again later
+                logger().debug("reconnecting to %s:%s failed: %s", host, port, exc)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            if self._closing:
+                link.close()
+                return
+            self._returned.append((w, link))
+            if self._waker is not None:
+                self._waker.wake()
+            return
+
+    def _take_back(self) -> None:
+        """Attach the remote workers that a reconnecting thread reached again."""
+        while self._returned:
+            w, link = self._returned.popleft()
+            self._reconnecting.discard(w.index)
+            if self._closing:
+                link.close()
+                continue
+            w.link = link
+            self._attach(w, streaming=True)
+            logger().warning("remote worker %s is back (pid %s)", link.label, link.pid)
 
     # -- which fds the poll watches -------------------------------------------
     def _watch(self, w: _Worker) -> None:
@@ -447,11 +524,16 @@ class ProcessPool:
         held = len(w.outstanding)
         if held == 0:
             return True
-        if held >= PREFETCH or w.nbytes >= MAX_BYTES_IN_FLIGHT:
+        horizon = PREFETCH_HORIZON
+        if w.link is not None:  # cover the round trip: the server never waits for us
+            if held >= PREFETCH_REMOTE or w.nbytes >= MAX_BYTES_IN_FLIGHT:
+                return False
+            horizon += 2 * w.link.rtt
+        elif held >= PREFETCH or w.nbytes >= MAX_BYTES_IN_FLIGHT:
             return False
-        if w.item_time >= 0:
-            return w.item_time * w.items < PREFETCH_HORIZON
-        return now - w.outstanding[0].sent_at < PATIENCE
+        # a second batch only behind work known to be quick: an unmeasured batch may
+        # be a slow one, and what waits behind it could run on the next free worker
+        return 0 <= w.item_time and w.item_time * w.items < horizon
 
     def _dispatch(self) -> None:
         """Give waiting ranges to workers with room: a fair share each, packed."""
@@ -545,11 +627,15 @@ class ProcessPool:
     def pump(self, timeout: float) -> None:
         """Send what waits, wait at most ``timeout`` seconds for something to happen
         (a reply, a death, room in a pipe, a wake-up), and handle it."""
+        if self._returned:
+            self._take_back()
         self._dispatch()
         for w in self._workers:
             if w.channel is not None and w.channel.unsent and not w.dead:
                 self._flush(w)
         lost: list[_Worker] = []  # handled last: a replacement may reuse fd numbers
+        if self._has_links:  # wake up in time to notice a silent remote worker
+            timeout = min(timeout, self.heartbeat / 4)
         for w in self._workers:  # TLS: whole messages may wait inside the SSL object
             if w.link is not None and not w.dead and w.channel is not None and w.channel.buffered:
                 timeout = 0
@@ -578,6 +664,14 @@ class ProcessPool:
                 self._flush(w)
             else:
                 lost.append(w)
+        if self._has_links:
+            for w in self._check_heartbeats(monotonic()):
+                if w not in lost:
+                    self._lost(
+                        w,
+                        f"nothing heard from it for {self.heartbeat:g} s (frozen, "
+                        "unreachable or overloaded)",
+                    )
         for w in lost:
             self._lost(w)
         self._dispatch()
@@ -597,7 +691,9 @@ class ProcessPool:
 
     def _reply(self, w: _Worker, frame: memoryview) -> None:
         """Deliver one reply of ``w``: the answer to the next unanswered range of its
-        oldest outstanding message."""
+        oldest outstanding message (an empty frame is a remote worker's heartbeat)."""
+        if not frame:
+            return
         batch = w.outstanding[0]
         k = batch.answered
         task, first, items = batch.ranges[k]
@@ -643,7 +739,11 @@ class ProcessPool:
     def _measure(self, w: _Worker, batch: _Batch) -> None:
         """``batch`` is answered: fold its seconds and bytes per tasklet into the averages."""
         now = monotonic()
-        per_item = (now - max(batch.sent_at, w.free_since)) / batch.size
+        elapsed = now - max(batch.sent_at, w.free_since)
+        if w.link is not None and batch.sent_at >= w.free_since:
+            # the batch found the server idle: the network's round trip is not work
+            elapsed = max(0.0, elapsed - w.link.rtt)
+        per_item = elapsed / batch.size
         w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
         w.free_since = now
         t = self._item_time  # quick to follow a drop (start-up costs fade at once)
@@ -699,9 +799,9 @@ class ProcessPool:
             {k: cls(f"item {first + k} of task {task}: {why}") for k in range(n)},
         )
 
-    def _lost(self, w: _Worker) -> None:
+    def _lost(self, w: _Worker, why: str | None = None) -> None:
         """``w``'s worker died: fail (or re-run) its current batch, re-queue the rest,
-        start a fresh worker in its place."""
+        start a fresh worker in its place (a remote one: reconnect in the background)."""
         if w.dead:
             return
         channel = w.channel
@@ -712,7 +812,8 @@ class ProcessPool:
                 pass
         w.dead = True
         if w.link is not None:
-            pid, reason = w.link.pid, "the connection was closed (the server died or was cut off)"
+            pid = w.link.pid
+            reason = why or "the connection was closed (the server died or was cut off)"
             what = f"remote worker {w.link.label} (pid {pid})"
         else:
             proc = w.proc
@@ -766,7 +867,9 @@ class ProcessPool:
             self._n_pending += len(entry[2])
         if w.link is None:
             self._spawn(w)
-        elif not any(not x.dead for x in self._workers):
+            return
+        self._start_reconnecting(w)
+        if not any(not x.dead for x in self._workers):
             self._orphans(f"every worker was lost (the last: {what}, {reason})")
 
     def _orphans(self, why: str) -> None:

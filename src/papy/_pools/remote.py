@@ -36,6 +36,7 @@ import os
 import pickle
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -77,6 +78,7 @@ SSL_KEYS = frozenset({"keyfile", "certfile", "ca_certs", "check_hostname", "serv
 INSTALL_HINT = 'pip install "papy2[remote]"'
 
 _PAPY_SERVICE = "PAPYWORKER"
+_FULL_SERVICE = "PAPYWORKERFULL"  # a papy server at its connection limit
 _CLASSIC_SERVICES = ("SLAVE", "CLASSIC")
 _WIRE_VERSION = 1
 
@@ -139,6 +141,7 @@ def ssl_context(options: Mapping[str, Any]) -> Any:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=options.get("ca_certs"))
     if certfile is not None:
         ctx.load_cert_chain(certfile, keyfile)
+    ctx._papy_client_cert = certfile is not None  # type: ignore[attr-defined]  # for _explain
     ctx.check_hostname = bool(options.get("check_hostname", True))
     return ctx
 
@@ -165,6 +168,7 @@ class Link:
         self.define: Callable[[int, bytes], None] = lambda task, payload: None
         self.run: Callable[[bytes], Any] = lambda data: None  # returns an rpyc AsyncResult
         self.streaming = False  # the connection carries papy's framed messages now
+        self.rtt = 0.0  # seconds of one round trip (measured at the handshake)
         self._stream: Any = None
 
     @property
@@ -178,9 +182,10 @@ class Link:
         except OSError:
             pass
 
-    def stream(self) -> None:
+    def stream(self, heartbeat: float = 0.0) -> None:
         """(papy's server) Leave RPyC: the server now serves papy's framed messages
-        (``_child.serve``) on this connection, as a local worker does on its pipes."""
+        (``_child.serve``) on this connection, as a local worker does on its pipes;
+        with ``heartbeat`` > 0 it also sends an empty frame that often."""
         rpyc = import_rpyc()
 
         if self.kind != "papy":
@@ -188,8 +193,17 @@ class Link:
                 f"{self.label} is a classic server: it has no framed stream", self.host, self.port
             )
         self._stream = rpyc.async_(self.conn.root.stream)
-        self._stream()  # its reply never comes: the server's handler runs until we close
+        # its reply never comes: the server's handler runs until we close
+        if heartbeat > 0:
+            self._stream(heartbeat)
+        else:
+            self._stream()
         self.streaming = True
+        # From here on RPyC must never write to the socket again: a proxy it
+        # collects later (at any time, by the cyclic GC) would send its "release"
+        # request into papy's framed stream and corrupt it.
+        self.conn._send = _discard
+        self.conn._closed = True
 
     def close(self) -> None:
         """Close the connection; never blocks on a busy server."""
@@ -205,6 +219,10 @@ class Link:
             self.sock.close()
         except OSError:
             pass
+
+
+def _discard(*args: Any) -> None:
+    """Stands for an RPyC connection's ``_send`` once the socket carries papy's frames."""
 
 
 def _configure(sock: socket.socket) -> None:
@@ -266,6 +284,10 @@ def connect(
         conn = connect_stream(SocketStream(sock), VoidService, config)
         root = conn.root
         service = str(root.get_service_name())
+        if service == _FULL_SERVICE:
+            raise RemoteConnectionError(
+                f"remote worker {where} refused the connection: {root.why()}", host, port
+            )
         if service == _PAPY_SERVICE:
             link = Link(host, port, conn, sock, "papy")
             hello, link.define, run = root.hello, root.define, root.run
@@ -283,7 +305,9 @@ def connect(
                 host,
                 port,
             )
+        t0 = time.monotonic()
         info = tuple(hello())
+        link.rtt = time.monotonic() - t0
         if not info or info[0] != _WIRE_VERSION:
             raise RemoteConnectionError(
                 f"remote worker {where} speaks wire version {info[:1]}, this papy speaks "
@@ -308,8 +332,59 @@ def connect(
         if not isinstance(exc, Exception):
             raise
         raise RemoteConnectionError(
-            f"cannot use remote worker {where}: {_describe(exc)}", host, port
+            f"cannot use remote worker {where}: {_explain(exc, ssl, server_hostname)}", host, port
         ) from exc
+
+
+def _explain(exc: BaseException, ctx: Any, server_hostname: str | None) -> str:
+    """What a failed connection means, TLS included, in the user's terms."""
+    import ssl
+
+    text = _describe(exc)
+    low = text.lower()
+    if ctx is None:
+        if isinstance(exc, (EOFError, ConnectionResetError)):
+            return (
+                f"{text}; if the server requires TLS (papy-worker --ssl-certfile), give "
+                "remote_ssl={'ca_certs': ..., 'certfile': ..., 'keyfile': ...}"
+            )
+        return text
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or text
+        if "hostname" in why.lower() or "ip address mismatch" in why.lower():
+            return (
+                f"the server's certificate does not name the host connected to ({why}); "
+                "give remote_ssl['server_hostname'] = the name in its certificate"
+            )
+        return (
+            f"the server's certificate could not be verified ({why}): remote_ssl['ca_certs'] "
+            "must be the CA that signed it"
+        )
+    has_cert = bool(getattr(ctx, "_papy_client_cert", False))
+    if "unknown ca" in low or "bad certificate" in low or "certificate unknown" in low:
+        return (
+            "the server refused this client's certificate: it is not signed by a CA the "
+            f"server trusts (its --ssl-cafile) [{text}]"
+        )
+    if "certificate required" in low or (
+        not has_cert and ("eof" in low or "closed" in low or "reset" in low)
+    ):
+        return (
+            "the server requires a client certificate: give remote_ssl['certfile'] and "
+            f"remote_ssl['keyfile'] (signed by the CA of its --ssl-cafile) [{text}]"
+        )
+    if has_cert and ("eof" in low or "closed" in low or "reset" in low):
+        return (
+            "the server closed the TLS connection: it most likely refused this client's "
+            "certificate (it must be signed by a CA of the server's --ssl-cafile) "
+            f"[{text}]"
+        )
+    if "wrong version number" in low or "timed out" in low or "unexpected eof" in low:
+        return (
+            "no TLS handshake with the server: it may run without TLS (start it with "
+            f"--ssl-keyfile/--ssl-certfile, or connect without remote_ssl) [{text}]"
+        )
+    return text
 
 
 def _describe(exc: BaseException) -> str:

@@ -49,6 +49,7 @@ def _imap_settings(imap: Any) -> tuple[type, dict[str, Any]]:
         "retries": imap.retries,
         "deadlock_grace": imap.deadlock_grace,
         "remote_ssl": imap._pool_options.get("remote_ssl"),
+        "remote_heartbeat": imap.remote_heartbeat,
     }
     return type(imap), settings
 

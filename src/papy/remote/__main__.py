@@ -22,6 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ping.add_argument("--ssl-keyfile", help="TLS: this client's private key (PEM)")
     ping.add_argument("--ssl-certfile", help="TLS: this client's certificate (PEM)")
     ping.add_argument("--ssl-cafile", help="TLS: the CA that signed the server's certificate (PEM)")
+    ping.add_argument(
+        "--server-hostname",
+        metavar="NAME",
+        help="TLS: the name the server's certificate must carry (default: the host connected to)",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_from_args(args)
@@ -30,13 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import ping as do_ping
 
     remote_ssl = None
-    if args.ssl_keyfile or args.ssl_certfile or args.ssl_cafile:
+    if args.ssl_keyfile or args.ssl_certfile or args.ssl_cafile or args.server_hostname:
         remote_ssl = {
             k: v
             for k, v in (
                 ("keyfile", args.ssl_keyfile),
                 ("certfile", args.ssl_certfile),
                 ("ca_certs", args.ssl_cafile),
+                ("server_hostname", args.server_hostname),
             )
             if v
         }

@@ -23,8 +23,10 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +36,14 @@ __all__ = ["DEFAULT_PORT", "add_serve_arguments", "main", "make_server", "serve"
 
 DEFAULT_PORT = 18812
 DEFAULT_HOST = "127.0.0.1"
+#: the service a client meets when the server is at its connection limit
+FULL_SERVICE = "PAPYWORKERFULL"
+
+
+def default_max_connections() -> int:
+    """Connections served at once by default: 4 per CPU, at least 16."""
+    return max(16, 4 * (os.cpu_count() or 1))
+
 
 _SERVICE_CONFIG = {
     "allow_public_attrs": False,
@@ -76,15 +86,172 @@ def _service_class() -> type:
                 raise TypeError("run(data) takes bytes")
             return self._worker.run(data)  # type: ignore[no-any-return]
 
-        def exposed_stream(self) -> None:
+        def exposed_stream(self, heartbeat: float | None = None) -> None:
             """Leave RPyC: from here on the connection carries papy's own framed
-            messages (those of a local worker's pipes), until the client closes it."""
+            messages (those of a local worker's pipes), until the client closes it.
+
+            ``heartbeat`` (seconds): send an empty frame that often, so that the
+            client detects a frozen or unreachable server; a client that stops
+            answering is dropped after a few of them (``_drop_dead_peer``)."""
             from .._pools._child import _Endpoint, serve
 
+            interval = 0.0
+            if heartbeat is not None:
+                if type(heartbeat) not in (int, float) or not 0 < heartbeat <= 3600:
+                    raise ValueError("heartbeat must be a number of seconds in (0, 3600]")
+                interval = float(heartbeat)
             sock = self._conn._channel.stream.sock
-            serve(_Endpoint(sock=sock), self._worker.runnable())
+            _drop_dead_peer(sock, interval)
+            endpoint = _Endpoint(sock=sock, heartbeat=interval)
+            try:
+                serve(endpoint, self._worker.runnable())
+            finally:
+                endpoint.close()
 
     return PapyWorkerService
+
+
+def _logged(authenticator: Any, log: logging.Logger) -> Callable[[Any], Any]:
+    """The TLS authenticator, saying in the server's log why a client was refused
+    (a missing or untrusted client certificate, a client without TLS)."""
+    from rpyc.utils.authenticators import AuthenticationError
+
+    def authenticate(sock: Any) -> Any:
+        peer = _peer(sock)
+        try:
+            return authenticator(sock)
+        except AuthenticationError as exc:
+            log.warning("refused a client from %s: TLS handshake failed: %s", peer, exc)
+            raise
+
+    return authenticate
+
+
+def _capped(base: type) -> type:
+    """``base`` (rpyc's ForkingServer or ThreadedServer) serving at most
+    ``max_connections`` clients at once; the next one meets the ``FULL_SERVICE``,
+    which only says why, in a short-lived thread."""
+
+    class CappedServer(base):  # type: ignore[misc]
+        max_connections = 1 << 30
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._children: set[int] = set()  # the connections' processes (forking)
+            if base.__name__ == "ForkingServer":  # replaces rpyc's handler, which only reaps
+                signal.signal(signal.SIGCHLD, self._reap)
+
+        def _active(self) -> int:
+            if base.__name__ == "ForkingServer":
+                return len(self._children)
+            return max(0, len(self.clients) - 1)  # accept() added the new socket already
+
+        def _accept_method(self, sock: Any) -> None:
+            if self._active() >= self.max_connections:
+                self.clients.discard(sock)
+                threading.Thread(target=self._refuse, args=(sock,), daemon=True).start()
+                return
+            if base.__name__ != "ForkingServer":
+                super()._accept_method(sock)
+                return
+            pid = os.fork()
+            if pid == 0:  # the connection's process
+                code = 0
+                try:
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    self.listener.close()
+                    self.clients.clear()
+                    self._authenticate_and_serve_client(sock)
+                except Exception:
+                    self.logger.exception("the connection's process failed")
+                    code = 1
+                finally:
+                    os._exit(code)
+            self._children.add(pid)
+            sock.close()
+            self.clients.discard(sock)
+
+        def _reap(self, signum: int, frame: Any) -> None:
+            try:
+                while True:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    if pid <= 0:
+                        return
+                    self._children.discard(pid)
+            except ChildProcessError:
+                return
+
+        def _refuse(self, sock: Any) -> None:
+            """Tell a client beyond the limit why it is turned away, then close."""
+            import time
+
+            from rpyc.core.stream import SocketStream
+            from rpyc.utils.factory import connect_stream
+
+            why = (
+                f"it serves {self.max_connections} connections already, its limit "
+                "(papy-worker --max-connections)"
+            )
+            self.logger.warning("refused a client from %s: %s", _peer(sock), why)
+            try:
+                sock.settimeout(10.0)
+                if self.authenticator is not None:
+                    sock, _ = self.authenticator(sock)
+                conn = connect_stream(SocketStream(sock), _full_service(why), dict(_SERVICE_CONFIG))
+                deadline = time.monotonic() + 10.0
+                while not conn.closed and time.monotonic() < deadline:
+                    conn.serve(0.5)
+            except Exception:  # noqa: BLE001, S110 - a refused client may vanish at any time
+                pass
+            finally:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    return CappedServer
+
+
+def _full_service(why: str) -> type:
+    import rpyc
+
+    class FullService(rpyc.Service):  # type: ignore[misc]
+        ALIASES = (FULL_SERVICE,)
+
+        def exposed_why(self) -> str:
+            return why
+
+    return FullService
+
+
+def _peer(sock: Any) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "a client"
+
+
+def _drop_dead_peer(sock: Any, heartbeat: float) -> None:
+    """Let the kernel give up on a client that is gone (a partition, a dead host):
+    keepalive probes on an idle connection, and a bound on how long sent data may
+    stay unacknowledged, so the connection's process ends instead of lingering."""
+    raw = getattr(sock, "_sock", sock)  # an SSLSocket wraps the socket
+    grace = max(30.0, 6 * heartbeat)
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), int(grace / 2)),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), 5),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), 3),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(grace * 1000)),
+    ]
+    for level, name, value in options:
+        if name is None:
+            continue
+        try:
+            raw.setsockopt(level, name, value)
+        except (OSError, AttributeError):
+            pass
 
 
 def _is_loopback(host: str) -> bool:
@@ -104,12 +271,16 @@ def make_server(
     ssl_certfile: str | None = None,
     ssl_cafile: str | None = None,
     logger: logging.Logger | None = None,
+    max_connections: int | None = None,
 ) -> Any:
     """Build (and bind) the server; ``server.start()`` serves until interrupted.
 
     ``port=0`` picks a free port (``server.port`` tells which). ``mode`` is
-    ``'forking'`` (default on POSIX) or ``'threaded'``. Without rpyc (the
-    ``remote`` extra), raises :class:`~papy.remote.RemoteDependencyError`.
+    ``'forking'`` (default on POSIX) or ``'threaded'``. At most
+    ``max_connections`` clients are served at once (default
+    :func:`default_max_connections`); a client beyond that is told so and
+    closed, instead of getting a process or thread of its own. Without rpyc
+    (the ``remote`` extra), raises :class:`~papy.remote.RemoteDependencyError`.
     """
     from .._pools.remote import import_rpyc
 
@@ -120,6 +291,12 @@ def make_server(
         mode = "forking" if hasattr(os, "fork") else "threaded"
     if mode not in ("forking", "threaded"):
         raise ValueError(f"mode must be 'forking' or 'threaded', got {mode!r}")
+    if max_connections is None:
+        max_connections = default_max_connections()
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise TypeError(f"max_connections must be an int, got {max_connections!r}")
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be >= 1, got {max_connections}")
     if (ssl_keyfile is None) != (ssl_certfile is None):
         raise ValueError("TLS needs both --ssl-keyfile and --ssl-certfile")
     if ssl_cafile is not None and ssl_keyfile is None:
@@ -133,8 +310,11 @@ def make_server(
         # Fail now, not at the first client, if the files are wrong.
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ssl_cafile)
         ctx.load_cert_chain(ssl_certfile, ssl_keyfile)  # type: ignore[arg-type]
-        authenticator = SSLAuthenticator(ssl_keyfile, ssl_certfile, ssl_cafile)
-    factory = ForkingServer if mode == "forking" else ThreadedServer
+        authenticator = _logged(
+            SSLAuthenticator(ssl_keyfile, ssl_certfile, ssl_cafile),
+            logger or logging.getLogger("papy.remote.server"),
+        )
+    factory = _capped(ForkingServer if mode == "forking" else ThreadedServer)
     server = factory(
         _service_class(),
         hostname=host,
@@ -146,6 +326,7 @@ def make_server(
         auto_register=False,
     )
     server.papy_mode = mode
+    server.max_connections = max_connections
     # small replies must not wait for delayed ACKs (accepted sockets inherit this)
     server.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # listen now (rpyc would at start()), so clients may connect as soon as this returns
@@ -162,6 +343,7 @@ def serve(
     ssl_cafile: str | None = None,
     ready: Callable[[Any], None] | None = None,
     preload: Sequence[str] = (),
+    max_connections: int | None = None,
 ) -> None:
     """Serve papy's worker service until interrupted (Ctrl-C or SIGTERM).
 
@@ -174,7 +356,9 @@ def serve(
 
     for module in preload:
         importlib.import_module(module)
-    server = make_server(host, port, mode, ssl_keyfile, ssl_certfile, ssl_cafile)
+    server = make_server(
+        host, port, mode, ssl_keyfile, ssl_certfile, ssl_cafile, max_connections=max_connections
+    )
     if ready is not None:
         ready(server)
 
@@ -219,6 +403,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="TLS: CA certificates (PEM); clients must present a certificate signed by one",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="clients served at once; the next ones are told the server is full "
+        f"(default: 4 per CPU, at least 16; here {default_max_connections()})",
+    )
+    parser.add_argument(
         "--preload",
         action="append",
         default=[],
@@ -253,7 +445,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             else ("TLS" if args.ssl_keyfile else "no TLS")
         )
         print(
-            f"papy-worker serving on {server.host}:{server.port} ({server.papy_mode}, {tls}, pid {os.getpid()})",
+            f"papy-worker serving on {server.host}:{server.port} ({server.papy_mode}, {tls}, "
+            f"at most {server.max_connections} connections, pid {os.getpid()})",
             flush=True,
         )
 
@@ -267,6 +460,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.ssl_cafile,
             ready,
             args.preload,
+            args.max_connections,
         )
     except (OSError, ValueError, ImportError) as exc:
         print(f"papy-worker: {exc}", file=sys.stderr)
