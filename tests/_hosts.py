@@ -670,7 +670,8 @@ def _timed_map(
 
 
 def _calibrate(addresses: Sequence[str], slots: int, chunksize: int, seconds: float) -> int:
-    """How many items make a map of about ``seconds`` (start and stop included)."""
+    """How many items make a map of about ``seconds`` (after a first, untimed one)."""
+    _timed_map(addresses, slots, 2000, chunksize)  # the first map at a delay is slower
     n, took = 2000, 0.0
     while n < 4_000_000:
         took = _timed_map(addresses, slots, n, chunksize)[1]
@@ -709,7 +710,7 @@ def latency(
         )
         out(
             f"{'delay each way':>15} {'RTT':>7} {'start s':>7} {'items/map':>10} {'items/s':>10} "
-            f"{'vs direct':>10} {'1 batch/RTT/slot':>17}"
+            f"{'vs direct':>10} {'1 batch/RTT/slot':>17} {'items/s of each map':>24}"
         )
         base = 0.0
         for delay in delays:
@@ -734,7 +735,8 @@ def latency(
             bound = f"{n_hosts * slots * chunksize / (2 * delay):,.0f}" if delay else "-"
             out(
                 f"{label:>15} {2 * delay * 1000:>5g}ms {start:>7.2f} {n:>10,} {ips:>10,.0f} "
-                f"{ips / base:>10.4f} {bound:>17}"
+                f"{ips / base:>10.4f} {bound:>17} "
+                f"{' '.join(f'{n / r[1]:,.0f}' for r in runs):>24}"
             )
     return results
 
