@@ -74,7 +74,7 @@ PREFETCH = 2
 PREFETCH_HORIZON = 0.01
 #: a remote worker holds up to this many batches, while the work they hold is measured
 #: below PREFETCH_HORIZON plus two round trips (so a slow link does not idle it)
-PREFETCH_REMOTE = 32
+PREFETCH_REMOTE = 128
 #: a worker gets a second batch only while the requests it holds are below this (bytes)
 MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024
 #: ranges are packed into one message only while a tasklet is measured below this (s)
