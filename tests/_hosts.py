@@ -61,7 +61,21 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parent / "src"
+
+
+def _papy_root() -> Path:
+    """Where the papy that runs these tests is imported from (an installed copy, or
+    the source tree of an editable install): the servers must import the same one,
+    compiled core included, not the source tree of a regular install."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("papy")
+    if spec is None or spec.origin is None:
+        return HERE.parent / "src"
+    return Path(spec.origin).resolve().parent.parent
+
+
+SRC = _papy_root()
 if str(HERE) not in sys.path:  # run as a script: _relay is next to this file
     sys.path.insert(0, str(HERE))
 
