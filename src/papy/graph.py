@@ -102,7 +102,18 @@ def branch_key(value: object) -> _BranchKey:
 
 
 # -- topological nodes -----------------------------------------------------------------
-class DictNode(dict[_N, "DictNode[_N]"]):
+class _ByIdentity:
+    """Equality is identity: a value comparison would walk the nested (maybe
+    cyclic) dicts. Defining ``__eq__`` also leaves the class unhashable."""
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+
+class DictNode(_ByIdentity, dict[_N, "DictNode[_N]"]):
     """The topological node of a node object: ``{target: target's DictNode}``.
 
     ``DictNode(entity=None, xtra=None)``. Attributes: ``discovered`` and
@@ -122,15 +133,6 @@ class DictNode(dict[_N, "DictNode[_N]"]):
             self[entity] = DictNode(xtra=xtra)
         else:
             self.xtra = xtra or {}
-
-    # identity semantics: a value comparison would walk the nested (maybe cyclic) dicts
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __ne__(self, other: object) -> bool:
-        return self is not other
-
-    __hash__ = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(->[{', '.join(map(repr, self))}])"
@@ -181,7 +183,7 @@ class DictNode(dict[_N, "DictNode[_N]"]):
 
 
 # -- the graph -------------------------------------------------------------------------
-class DictGraph(dict[_N, DictNode[_N]]):
+class DictGraph(_ByIdentity, dict[_N, DictNode[_N]]):
     """A directed graph: ``{node object: its DictNode}``.
 
     ``DictGraph(nodes=(), edges=(), xtras=None)`` adds ``nodes`` (with one
@@ -200,14 +202,6 @@ class DictGraph(dict[_N, DictNode[_N]]):
         super().__init__()
         self.add_nodes(nodes, xtras)
         self.add_edges(edges)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __ne__(self, other: object) -> bool:
-        return self is not other
-
-    __hash__ = None
 
     def __repr__(self) -> str:
         edges = sum(len(node_) for node_ in self.values())

@@ -132,17 +132,19 @@ def _capped(base: type) -> type:
     ``max_connections`` clients at once; the next one meets the ``FULL_SERVICE``,
     which only says why, in a short-lived thread."""
 
+    forking = base.__name__ == "ForkingServer"
+
     class CappedServer(base):  # type: ignore[misc]
         max_connections = 1 << 30
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._children: set[int] = set()  # the connections' processes (forking)
-            if base.__name__ == "ForkingServer":  # replaces rpyc's handler, which only reaps
+            if forking:  # replaces rpyc's handler, which only reaps
                 signal.signal(signal.SIGCHLD, self._reap)
 
         def _active(self) -> int:
-            if base.__name__ == "ForkingServer":
+            if forking:
                 return len(self._children)
             return max(0, len(self.clients) - 1)  # accept() added the new socket already
 
@@ -151,7 +153,7 @@ def _capped(base: type) -> type:
                 self.clients.discard(sock)
                 threading.Thread(target=self._refuse, args=(sock,), daemon=True).start()
                 return
-            if base.__name__ != "ForkingServer":
+            if not forking:
                 super()._accept_method(sock)
                 return
             pid = os.fork()
