@@ -17,17 +17,21 @@ map's helper thread when no consumer is waiting)::
     pump ◄── poll(replies, process sentinels, waker) ◄─┘  reads what has arrived,
         └─► scheduler.put_range (a whole range at once)    delivers, dispatches more
 
-* A worker holds at most ``PREFETCH`` batches, and a second one only while the
-  first is quick (measured) and the bytes in flight stay under
-  ``MAX_BYTES_IN_FLIGHT``: a quick item never waits behind a slow one, and a
-  worker's pipes never fill with work another worker could do.
+* A worker holds at most ``PREFETCH`` batches (a remote one ``PREFETCH_REMOTE``,
+  to cover the round trip), and another one only while what it holds is quick
+  (measured) and the bytes in flight stay under ``MAX_BYTES_IN_FLIGHT``: a
+  quick item never waits behind a slow one, and a worker's pipes never fill
+  with work another worker could do.
 * Reading and writing are non-blocking and done by one thread, so a full pipe
   in one direction can never stop the other: no deadlock with large items.
 * A dead worker (EOF, a process sentinel, a broken connection): the range it
   was evaluating fails with ``WorkerLostError`` (or runs again, up to
   ``retries`` times), its other ranges go back to the front of the queue; a
-  local worker is replaced at once, a remote one is not (with none left, what
-  waits goes to the composite pool's local side, or fails).
+  local worker is replaced at once, a remote one is reconnected in the
+  background while the map runs (with none left meanwhile, what waits goes to
+  the composite pool's local side, or fails).
+* A remote worker that sends nothing, not even its heartbeat, for
+  ``heartbeat`` seconds (frozen, or cut off by the network) counts as dead.
 
 The function of each task is pickled once (by IMap) and sent once to every
 worker (again to a replacement), never with each item.
