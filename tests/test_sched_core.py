@@ -85,7 +85,8 @@ def test_module_surface(sched_module: ModuleType, sched_implementation: Any) -> 
         "acquire_slots", "turn_left", "submit", "submit_many", "put_result",
         "put_many", "put_range", "get_result", "get_many", "task_finished", "close", "stats",
         "try_result", "try_values", "set_feeder_waiting", "stuck", "deadlock_error",
-        "timed_out", "wait_change", "poke", "changes",
+        "timed_out", "wait_change", "poke", "changes", "end_turn", "set_stride",
+        "set_buffer", "outstanding",
     }  # fmt: skip
 
 
@@ -301,6 +302,66 @@ def test_turn_left(sched_module: ModuleType) -> None:
     assert s.turn_left() == 2
     s.input_done(1)  # the current task ends mid-stride: a fresh turn for task 0
     assert s.next_task() == 0 and s.turn_left() == 3
+
+
+def test_end_turn_moves_the_weave_on(sched_module: ModuleType) -> None:
+    s = sched_module.Scheduler(3, 4, 100)
+    feed(s, 0)
+    s.end_turn()  # task 0 has nothing ready: task 1 gets a whole turn
+    assert s.next_task() == 1 and s.turn_left() == 4
+    s.end_turn()
+    s.end_turn()
+    assert (s.next_task(), s.round) == (0, 1)
+    s.input_done(1)
+    s.end_turn()
+    assert s.next_task() == 2  # a finished task is passed over
+    s.input_done(0)
+    s.input_done(2)
+    s.end_turn()  # nothing left to feed: a no-op
+    assert s.next_task() == -1
+    s.close()
+    s.end_turn()
+
+
+def test_set_stride_follows_the_work(sched_module: ModuleType) -> None:
+    s = sched_module.Scheduler(2, 2, 100)
+    feed(s, 0)
+    s.set_stride(5)  # longer turns: the current one goes on
+    assert (s.stride, s.turn_left()) == (5, 4)
+    for _ in range(4):
+        feed(s, 0)
+    assert s.next_task() == 1
+    feed(s, 1)
+    feed(s, 1)
+    s.set_stride(2)  # the current turn already had 2: it ends now
+    assert (s.next_task(), s.turn_left()) == (0, 2)
+    for bad, error in ((0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError)):
+        with pytest.raises(error, match="stride"):
+            s.set_stride(bad)
+    assert s.stride == 2
+
+
+def test_set_buffer_moves_the_free_slots(sched_module: ModuleType) -> None:
+    s = sched_module.Scheduler(1, 1, 4)
+    for _ in range(3):
+        feed(s)
+    s.set_buffer(2)  # below the slots taken: none is free until enough are handed out
+    assert (s.buffer, s.buffer_used, s.acquire_slot(timeout=0)) == (2, 3, False)
+    for index in range(3):
+        deliver(s, 0, index)
+    s.get_result(0)
+    s.get_result(0)
+    assert s.buffer_used == 1 and s.acquire_slots(5, timeout=0) == 1
+    waiter = Runner(s.acquire_slot, timeout=HANG_GUARD)
+    waiter.start()
+    time.sleep(0.05)
+    assert waiter.is_alive()
+    s.set_buffer(3)  # more room wakes a feeder waiting for a slot
+    assert waiter.finish() is True
+    assert s.stats()["buffer_size"] == 3
+    for bad, error in ((0, ValueError), (None, TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="buffer"):
+            s.set_buffer(bad)
 
 
 def test_submit_many(sched_module: ModuleType) -> None:

@@ -18,6 +18,7 @@ core fixture.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import pytest
@@ -149,6 +150,20 @@ class CoreEquivalence(RuleBasedStateMachine):
             first = self.both("submit_many", task, got)[1]
             self.in_flight.extend((task, first + k) for k in range(got))
 
+    @rule()
+    def end_turn(self) -> None:
+        """The weave that follows the work gives up a turn with nothing ready."""
+        self.both("end_turn")
+
+    @rule(stride=st.integers(1, 4) | st.sampled_from([0, -1, True, 2.0, "2"]))
+    def set_stride(self, stride: Any) -> None:
+        self.both("set_stride", stride)
+
+    @rule(buffer=st.integers(1, 8) | st.sampled_from([0, -3, False, 1.5, None]))
+    def set_buffer(self, buffer: Any) -> None:
+        """The default buffer follows the bytes of the work, up or down."""
+        self.both("set_buffer", buffer)
+
     # -- delivery ---------------------------------------------------------------
     @rule(data=st.data(), ok=st.booleans())
     def put_result(self, data: st.DataObject, ok: bool) -> None:
@@ -204,12 +219,13 @@ class CoreEquivalence(RuleBasedStateMachine):
     def try_values(self, task: int, n: int) -> None:
         self.both("try_values", self.task(task), n)
 
-    @rule(task=TASK)
-    def timed_out(self, task: int) -> None:
-        """A driver's wait timed out: the core skips (or not) and builds the error."""
+    @rule(task=TASK, ahead=st.integers(0, 3) | st.sampled_from([-1, None, 1.0]))
+    def timed_out(self, task: int, ahead: Any) -> None:
+        """A driver's wait timed out: the core skips (or not: a position past the
+        submitted ones only if the feeder says it exists) and builds the error."""
         task = self.task(task)
-        got_c = outcome(self.c.timed_out, task, 0.0)
-        got_py = outcome(self.py.timed_out, task, 0.0)
+        got_c = outcome(self.c.timed_out, task, 0.0, ahead)
+        got_py = outcome(self.py.timed_out, task, 0.0, ahead)
         if got_c[0] == got_py[0] == "ok":
             got_c = ("ok", (type(got_c[1]), str(got_c[1]), got_c[1].index))
             got_py = ("ok", (type(got_py[1]), str(got_py[1]), got_py[1].index))
@@ -296,6 +312,8 @@ class CoreEquivalence(RuleBasedStateMachine):
         assert self.c.turn_left() == self.py.turn_left()
         for task in range(self.py.n_tasks):  # exposes the hidden "live" counters
             assert self.c.task_finished(task) == self.py.task_finished(task), task
+            assert self.c.outstanding(task) == self.py.outstanding(task), task
+            assert self.py.outstanding(task) >= 0
 
 
 @pytest.fixture
@@ -313,7 +331,7 @@ def test_cores_are_equivalent(c_core: Any) -> None:
         run_state_machine_as_test(
             CoreEquivalence,
             settings=settings(
-                max_examples=250,
+                max_examples=int(os.environ.get("PAPY_EQUIVALENCE_EXAMPLES", "250")),
                 stateful_step_count=40,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -234,6 +234,7 @@ cdef class Scheduler:
     cdef list _current   # per task: the _Chunk being handed out, or None
     cdef list _pending   # per task: dict start -> end of in-flight intervals
     cdef list _skipped   # per task: set of skipped in-flight indices
+    cdef list _ahead     # per task: set of indices skipped before they were submitted
 
     cdef Py_ssize_t _turn
     cdef Py_ssize_t _repeat
@@ -308,6 +309,7 @@ cdef class Scheduler:
         for i in range(n):
             self._tasks[i].last_pending = -1
         self._skipped = [set() for _ in range(n)]
+        self._ahead = [set() for _ in range(n)]
         self._open_inputs = n
 
     def __init__(
@@ -514,6 +516,35 @@ cdef class Scheduler:
         """Tasklets the current task may still submit in this turn of the weave."""
         return self._stride_obj - self._repeat
 
+    def end_turn(self):
+        """End the current task's turn now: the weave moves on to the next task.
+
+        For a feeding side that does not wait for an input with nothing ready
+        (or for a free slot) while another task could be fed.
+        """
+        if not self._closed and self._open_inputs:
+            self._advance()
+
+    def set_stride(self, stride):
+        """Change the stride (the weave that follows the work). A turn that has
+        already had ``stride`` tasklets ends now."""
+        _check_int("stride", stride, 1)
+        self._stride = _clamp(stride)
+        self._stride_obj = stride
+        if self._repeat >= self._stride:
+            self._advance()
+
+    def set_buffer(self, buffer):
+        """Change the number of buffer slots. Below the slots taken, no slot is free
+        until enough results are handed out; nothing already submitted is undone."""
+        cdef bint grown
+        _check_int("buffer", buffer, 1)
+        grown = buffer > self._buffer_obj
+        self._buffer = _clamp(buffer)
+        self._buffer_obj = buffer
+        if grown:
+            self._notify_slot()
+
     def submit(self, task):
         """Record a tasklet of ``task`` (a slot must be held); return its index.
 
@@ -633,7 +664,7 @@ cdef class Scheduler:
     cdef int _store(self, Py_ssize_t t, object task, object index, object ok,
                     object value) except -1:
         """Store one arrived result."""
-        cdef set skipped
+        cdef set skipped, ahead
         cdef TaskState *ts = &self._tasks[t]
         cdef Py_ssize_t i
         if not _is_index(index):
@@ -651,6 +682,12 @@ cdef class Scheduler:
             skipped.remove(index)
             return 0
         ts.live -= 1
+        ahead = <set>self._ahead[t]
+        if ahead and index in ahead:  # skipped before it was submitted: its slot is freed now
+            ahead.remove(index)
+            self._used -= 1
+            self._notify_slot()
+            return 0
         self._enqueue(t, _Chunk(index, [value], None if ok else {0: value}))
         return 0
 
@@ -702,7 +739,12 @@ cdef class Scheduler:
             return
         try:
             n = len(vals)
-            if n and not self._skipped[t] and first <= self._tasks[t].submitted:
+            if (
+                n
+                and not self._skipped[t]
+                and not self._ahead[t]
+                and first <= self._tasks[t].submitted
+            ):
                 if self._take_pending(t, first, n):
                     # the common case: one entry for the whole batch
                     ts = &self._tasks[t]
@@ -833,32 +875,43 @@ cdef class Scheduler:
         self._hand_out(t, end - k)
         return (RESULT, chunk.first + k, out)
 
-    cdef Py_ssize_t _skip_one(self, Py_ssize_t t) except -2:
+    cdef Py_ssize_t _skip_one(self, Py_ssize_t t, Py_ssize_t ahead) except -2:
         """Give up the position a timed-out consumer of ``t`` waited for.
 
-        Only a position that exists (was submitted) is skipped; returns its
-        index, or -1 if there was none to skip.
+        Ordered: the next position in input order; unordered: the oldest one in
+        flight. A position not submitted yet is given up only if it exists:
+        ``ahead`` is how many positions past the submitted ones the feeding side
+        knows of. Returns its index, or -1 if there was none to skip.
         """
         cdef set skipped = <set>self._skipped[t]
+        cdef set ahead_set = <set>self._ahead[t]
         cdef TaskState *ts = &self._tasks[t]
-        cdef Py_ssize_t index = 0, i
+        cdef Py_ssize_t index = 0, i, claimed
         cdef bint found = False
         if self._ordered:
             index = ts.next_out
             if index >= ts.submitted:
-                return -1
+                if index - ts.submitted >= ahead:
+                    return -1
+                return self._skip_ahead(t, index)
             ts.next_out = index + 1
         else:
             for start in sorted(<dict>self._pending[t]):
                 for i in range(start, (<dict>self._pending[t])[start]):
-                    if i not in skipped:
+                    if i not in skipped and i not in ahead_set:
                         index = i
                         found = True
                         break
                 if found:
                     break
             if not found:
-                return -1
+                claimed = 0
+                for j in ahead_set:
+                    if j >= ts.submitted:
+                        claimed += 1
+                if claimed >= ahead:
+                    return -1
+                return self._skip_ahead(t, ts.submitted + claimed)
         skipped.add(index)  # its slot is freed now, its result dropped on arrival
         ts.live -= 1
         ts.n_skipped += 1
@@ -867,11 +920,22 @@ cdef class Scheduler:
         self._notify_results()
         return index
 
-    cdef object _timeout(self, Py_ssize_t t, object task, object timeout):
+    cdef Py_ssize_t _skip_ahead(self, Py_ssize_t t, Py_ssize_t index) except -2:
+        """Give up position ``index`` of ``t`` before it is submitted: it takes a slot
+        when submitted, and frees it when its result is dropped."""
+        cdef TaskState *ts = &self._tasks[t]
+        (<set>self._ahead[t]).add(index)
+        if self._ordered:
+            ts.next_out = index + 1
+        ts.n_skipped += 1
+        self._notify_results()
+        return index
+
+    cdef object _timeout(self, Py_ssize_t t, object task, object timeout, Py_ssize_t ahead=0):
         """The ``TimeoutError`` of a wait for ``t`` that timed out, skipping its
         position first if the map skips. ``.index`` is the position skipped for
         good, or None if no position was consumed."""
-        cdef Py_ssize_t index = self._skip_one(t) if self._skip else -1
+        cdef Py_ssize_t index = self._skip_one(t, ahead) if self._skip else -1
         message = _MSG_TIMEOUT.format(task=task, timeout=timeout)
         if index >= 0:
             message += f" (position {index} skipped)"
@@ -896,13 +960,29 @@ cdef class Scheduler:
             )
         )
 
-    def timed_out(self, task, timeout):
+    def timed_out(self, task, timeout, ahead=0):
         """A wait for ``task`` timed out: skip its position if the map skips (and
-        the position exists); return the ``TimeoutError`` to raise."""
+        the position exists: submitted, or one of ``ahead`` positions past the
+        submitted ones that the feeding side knows of); return the
+        ``TimeoutError`` to raise."""
         cdef Py_ssize_t t = self._check_task(task)
+        _check_int("ahead", ahead, 0)
         if self._closed:
             raise SchedulerClosed(_MSG_CLOSED)
-        return self._timeout(t, task, timeout)
+        return self._timeout(t, task, timeout, _clamp(ahead))
+
+    def outstanding(self, task):
+        """Positions of ``task`` submitted and neither handed out nor skipped yet: the
+        outcomes still to come from what it was given."""
+        cdef Py_ssize_t t = self._check_task(task)
+        cdef TaskState *ts = &self._tasks[t]
+        cdef Py_ssize_t claimed = 0
+        if self._ordered:
+            return max(0, ts.submitted - ts.next_out)
+        for j in <set>self._ahead[t]:
+            if j < ts.submitted:
+                claimed += 1
+        return ts.live + ts.n_ready - claimed
 
     def get_result(self, task, timeout=None):
         """Return ``(status, index, value)`` for the next result of ``task``.

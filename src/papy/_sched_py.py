@@ -25,9 +25,11 @@ Data flow through one :class:`Scheduler` (one IMap)::
   consecutive results as one entry, and ``try_values`` hands out a run of them
   as one list (a slice), so a batch costs a few operations, not a few per item.
 * A **skip** (``skip=True`` and a timeout) drops one *existing* position for
-  good: a position that has been submitted. Its index is remembered, so a late
-  result is discarded on arrival and can never be returned later. A wait that
-  times out before its position exists skips nothing.
+  good: a position that has been submitted, or one the feeding side knows of
+  (read from the input, on its way through an upstream task) and says so
+  (``timed_out(..., ahead=n)``). Its index is remembered, so a late result is
+  discarded on arrival and can never be returned later. A wait that times out
+  before its position exists skips nothing.
 * A **deadlock** (the feeding side cannot get a slot, nothing is being
   computed, and the awaited result is not there) is reported after
   ``deadlock_grace`` seconds instead of blocking forever. It assumes the
@@ -167,6 +169,10 @@ class Scheduler:
         self._pending: list[dict[int, int]] = [{} for _ in range(n)]
         self._last_pending = [-1] * n  # start of the interval the last submission went to
         self._skipped: list[set[int]] = [set() for _ in range(n)]  # skipped, in flight
+        # skipped before they were submitted (a timeout waited for a position its
+        # input had not given yet); such a position takes a slot when it is
+        # submitted and frees it when its result arrives (and is dropped)
+        self._ahead: list[set[int]] = [set() for _ in range(n)]
 
         self._turn = 0
         self._repeat = 0
@@ -346,6 +352,38 @@ class Scheduler:
         with self._mutex:
             return self._stride - self._repeat
 
+    def end_turn(self) -> None:
+        """End the current task's turn now: the weave moves on to the next task.
+
+        For a feeding side that does not wait for an input with nothing ready
+        (or for a free slot) while another task could be fed.
+        """
+        with self._mutex:
+            if not self._closed and self._open_inputs:
+                self._advance()
+
+    def set_stride(self, stride: int) -> None:
+        """Change the stride (the weave that follows the work). A turn that has
+        already had ``stride`` tasklets ends now."""
+        _check_int("stride", stride, 1)
+        with self._mutex:
+            self._stride = stride
+            if self._repeat >= stride:
+                self._advance()
+
+    def set_buffer(self, buffer: int) -> None:
+        """Change the number of buffer slots. Below the slots taken, no slot is free
+        until enough results are handed out; nothing already submitted is undone."""
+        _check_int("buffer", buffer, 1)
+        with self._mutex:
+            grown = buffer > self._buffer
+            self._buffer = buffer
+            if grown:
+                self._changes += 1
+                self._slot_freed.notify_all()
+                if self._change_waiters:
+                    self._results_changed.notify_all()
+
     def submit(self, task: int) -> int:
         """Record a tasklet of ``task`` (a slot must be held); return its index.
 
@@ -462,6 +500,12 @@ class Scheduler:
             skipped.remove(index)
             return
         self._live[task] -= 1
+        ahead = self._ahead[task]
+        if index in ahead:  # skipped before it was submitted: its slot is freed now
+            ahead.remove(index)
+            self._used -= 1
+            self._notify_slot()
+            return
         self._enqueue(task, _Chunk(index, [value], None if ok else {0: value}))
 
     def put_result(self, task: int, index: int, ok: bool, value: Any) -> None:
@@ -508,7 +552,12 @@ class Scheduler:
                 return
             try:
                 n = len(values)
-                if n and not self._skipped[task] and self._take_pending(task, first, n):
+                if (
+                    n
+                    and not self._skipped[task]
+                    and not self._ahead[task]
+                    and self._take_pending(task, first, n)
+                ):
                     # the common case: one entry for the whole batch
                     self._in_flight -= n
                     self._task_in_flight[task] -= n
@@ -619,28 +668,42 @@ class Scheduler:
             self._hand_out(task, end - k)
             return (RESULT, chunk.first + k, out)
 
-    def _skip_one(self, task: int) -> int:
+    def _skip_one(self, task: int, ahead: int) -> int:
         """Give up the position a timed-out consumer of ``task`` waited for (mutex held).
 
-        Only a position that exists (was submitted) is skipped; returns its
-        index, or -1 if there was none to skip.
+        Ordered: the next position in input order; unordered: the oldest one in
+        flight. A position not submitted yet is given up only if it exists:
+        ``ahead`` is how many positions past the submitted ones the feeding side
+        knows of (read from the input, or on their way through an upstream
+        task). Returns its index, or -1 if there was none to skip.
         """
-        skipped = self._skipped[task]
+        skipped, ahead_set = self._skipped[task], self._ahead[task]
+        submitted = self._submitted[task]
         if self._ordered:
             index = self._next_out[task]
-            if index >= self._submitted[task]:
-                return -1
+            if index >= submitted:
+                if index - submitted >= ahead:
+                    return -1
+                return self._skip_ahead(task, index)
             self._next_out[task] = index + 1
         else:
             index = -1
             for start in sorted(self._pending[task]):
                 index = next(
-                    (i for i in range(start, self._pending[task][start]) if i not in skipped), -1
+                    (
+                        i
+                        for i in range(start, self._pending[task][start])
+                        if i not in skipped and i not in ahead_set
+                    ),
+                    -1,
                 )
                 if index >= 0:
                     break
             if index < 0:
-                return -1
+                claimed = sum(1 for i in ahead_set if i >= submitted)
+                if claimed >= ahead:
+                    return -1
+                return self._skip_ahead(task, submitted + claimed)
         skipped.add(index)  # its slot is freed now, its result dropped on arrival
         self._live[task] -= 1
         self._n_skipped[task] += 1
@@ -649,11 +712,21 @@ class Scheduler:
         self._notify_results()
         return index
 
-    def _timeout(self, task: int, timeout: float | None) -> BaseException:
+    def _skip_ahead(self, task: int, index: int) -> int:
+        """Give up position ``index`` of ``task`` before it is submitted (mutex held):
+        it takes a slot when submitted, and frees it when its result is dropped."""
+        self._ahead[task].add(index)
+        if self._ordered:
+            self._next_out[task] = index + 1
+        self._n_skipped[task] += 1
+        self._notify_results()
+        return index
+
+    def _timeout(self, task: int, timeout: float | None, ahead: int = 0) -> BaseException:
         """The ``TimeoutError`` of a wait for ``task`` that timed out, skipping its
         position first if the map skips (mutex held). ``.index`` is the position
         skipped for good, or None if no position was consumed."""
-        index = self._skip_one(task) if self._skip else -1
+        index = self._skip_one(task, ahead) if self._skip else -1
         message = _MSG_TIMEOUT.format(task=task, timeout=timeout)
         if index >= 0:
             message += f" (position {index} skipped)"
@@ -677,14 +750,28 @@ class Scheduler:
             _MSG_DEADLOCK.format(task=task, buffer=self._buffer, need=self._n * self._stride)
         )
 
-    def timed_out(self, task: int, timeout: float | None) -> BaseException:
+    def timed_out(self, task: int, timeout: float | None, ahead: int = 0) -> BaseException:
         """A wait for ``task`` timed out: skip its position if the map skips (and
-        the position exists); return the ``TimeoutError`` to raise."""
+        the position exists: submitted, or one of ``ahead`` positions past the
+        submitted ones that the feeding side knows of); return the
+        ``TimeoutError`` to raise."""
         self._check_task(task)
+        _check_int("ahead", ahead, 0)
         with self._mutex:
             if self._closed:
                 raise SchedulerClosed(_MSG_CLOSED)
-            return self._timeout(task, timeout)
+            return self._timeout(task, timeout, ahead)
+
+    def outstanding(self, task: int) -> int:
+        """Positions of ``task`` submitted and neither handed out nor skipped yet: the
+        outcomes still to come from what it was given."""
+        self._check_task(task)
+        with self._mutex:
+            if self._ordered:
+                return max(0, self._submitted[task] - self._next_out[task])
+            submitted = self._submitted[task]
+            claimed = sum(1 for i in self._ahead[task] if i < submitted)
+            return self._live[task] + self._n_ready[task] - claimed
 
     def get_result(self, task: int, timeout: float | None = None) -> tuple[int, int, Any]:
         """Return ``(status, index, value)`` for the next result of ``task``.
