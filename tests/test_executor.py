@@ -133,7 +133,7 @@ def roll(x):
 def test_chained_tasks_with_lambdas_and_closures(executor):
     offset = 100
     with IMap(executor=executor, worker_num=2) as m:
-        assert m.worker_type == "executor" and m.stride == 2 * 64
+        assert m.worker_type == "executor" and m.stride == 2  # a batch per worker
         sq = m.add_task(square, range(10))
         shifted = m.add_task(lambda y: y + offset, sq)  # closures travel via the payload
         roots = m.add_task(math.sqrt, shifted)
@@ -143,7 +143,7 @@ def test_chained_tasks_with_lambdas_and_closures(executor):
 
 def test_default_worker_num_is_the_executors(process_executor):
     m = IMap(executor=process_executor)
-    assert m.worker_num == 2 and m.stride == 2 * 64
+    assert m.worker_num == 2 and m.stride == 2
 
 
 def test_errors_arrive_at_their_position_with_the_workers_traceback(executor):

@@ -65,13 +65,16 @@ def test_imap_defaults_are_fast():
     m = IMap(worker_num=2)
     assert m.worker_type == "process" and m.ordered and not m.skip
     assert m.auto_chunksize  # batches sized from the measured cost of an item
-    assert m.stride == 2 * 64  # 64 tasklets per worker and turn
-    assert m._buffer_for(1) == 2 * 8192 and m._buffer_for(300) == 300 * m.stride
-    assert IMap(worker_num=0, worker_remote=[("localhost", 2)]).stride == 2 * 64
+    # a turn of the weave is one batch per worker; batches start at one tasklet
+    # and follow the measured cost of an item while the map runs
+    assert m.stride == 2
+    assert m._buffer_for(1) == 2 * 8192 and m._buffer_for(9000) == 9000 * m.stride
+    assert IMap(worker_num=0, worker_remote=[("localhost", 2)]).stride == 2
     # a stride or buffer given explicitly follows the seed's rules
     assert IMap(worker_num=2, stride=3)._buffer_for(2) == 6
-    assert IMap(worker_num=2, buffer=5).stride == 5
+    assert IMap(worker_num=2, buffer=5).stride == 2
     assert IMap(worker_num=2, chunksize=100).stride == 200
+    assert IMap(worker_num=2, chunksize=100, buffer=50).stride == 50
 
 
 def test_a_remote_server_that_is_down_fails_start_with_its_address():

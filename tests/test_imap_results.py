@@ -289,7 +289,7 @@ def test_input_error_reaches_the_consumer_and_every_dependent_task():
 @pytest.mark.parametrize("worker_type", WORKER_TYPES)
 def test_chunksize_auto_picks_a_batch_from_the_buffer(worker_type):
     m = IMap(worker_type=worker_type, worker_num=2, buffer=64, chunksize="auto")
-    assert m._chunk_for(64) == 16 and m.stride == 64  # the default stride, cut to the buffer
+    assert m._chunk_for(64) == 16 and m.stride == 2  # one batch per worker to begin with
     data = list(range(300)) + ["x"] + list(range(5))
     got = []
     with m:

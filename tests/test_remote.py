@@ -253,7 +253,7 @@ def die_on_doomed(x):
 def test_purely_remote_map_on_both_kinds_of_server(server):
     offset = 100
     with IMap(worker_num=0, worker_remote=[(server.address, 2)]) as m:
-        assert m.stride == 2 * 64  # remote slots count in the default stride
+        assert m.stride == 2  # remote slots count in the default stride: a batch each
         sq = m.add_task(square, range(12))
         shifted = m.add_task(lambda y: y + offset, sq)  # a closure: travels by value
         roots = m.add_task(math.sqrt, shifted, kwargs={})
@@ -424,7 +424,7 @@ def test_local_and_remote_workers_share_one_map(papy_servers, worker_type):
         worker_remote=[(papy_servers[0].address, 1)],
         chunksize=1,
     ) as m:
-        assert m.stride == 2 * 64
+        assert m.stride == 2  # one batch (of one tasklet) per worker
         pids = m.add_task(pid_of, range(12))
         squares = m.add_task(square, pids)  # chained: read through the map itself
         m.start()

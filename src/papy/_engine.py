@@ -35,6 +35,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 from itertools import islice
+from operator import length_hint
+from sys import getsizeof
 from time import monotonic
 
 from . import _scheduler
@@ -58,12 +60,26 @@ WAIT_SLICE = 0.05
 MAX_SPAN = 1024
 #: with chunksize='auto', a batch is about this many seconds of a worker's time ...
 TARGET_BATCH = 0.002
-#: ... and at most this many bytes of pickled arguments
+#: ... and at most this many bytes of pickled arguments; it grows by at most this
+#: factor per measurement (a batch too large for a slow item would idle the others)
 MAX_BATCH_BYTES = 1 << 20
+GROWTH = 8
 #: no more tasklets are submitted while those in flight hold this many bytes of
-#: pickled arguments (as measured by the pool): the buffer bounds the count of
-#: results, this the memory of work on its way
-MAX_IN_FLIGHT_BYTES = 8 << 20
+#: arguments (as measured by the pool) ...
+MAX_IN_FLIGHT_BYTES = 4 << 20
+#: ... unless fewer than this many tasklets per worker are in flight (huge items)
+MIN_IN_FLIGHT_PER_WORKER = 2
+#: besides the batches a pool holds (``depth``), up to this many seconds of work per
+#: worker may be in flight: quick items need many in flight to cover a round trip,
+#: and a chained task's batch waits behind at most about this much upstream work
+IN_FLIGHT_SECONDS = 0.005
+#: with the default buffer, the slots (results pending or on their way) hold at
+#: most about this many bytes, as measured: the count of the default buffer is
+#: lowered to fit, never below tasks x stride
+MAX_PENDING_BYTES = 64 << 20
+#: an input read ahead by its own thread holds at most this many bytes of items
+#: (sys.getsizeof, at least one item) besides at most one batch
+READ_AHEAD_BYTES = 8 << 20
 
 
 class Failed:
@@ -132,6 +148,10 @@ class SourceInput:
             return items, False
         return items, len(items) < n
 
+    def known(self) -> int:
+        """Items it still has (a container knows)."""
+        return length_hint(self._it, 0)
+
     def deadline(self) -> float | None:
         return None
 
@@ -142,10 +162,12 @@ class SourceInput:
 class ThreadedInput:
     """An input read ahead by its own thread: any iterable that may block or run user code.
 
-    At most ``limit`` items are held (the batch size), so the input is read at
-    most one batch ahead of the buffer. The thread ends at the end of the
-    input, or when the map stops (unless it is blocked inside the iterable:
-    then it ends when the iterable returns).
+    It holds at most ``limit`` items (one batch: the driving thread moves the
+    limit with the batch size) and at most ``READ_AHEAD_BYTES`` of them as
+    ``sys.getsizeof`` tells (at least one item), so the input is read at most
+    one batch ahead of the buffer, whatever an item weighs. The thread ends at
+    the end of the input, or when the map stops (unless it is blocked inside
+    the iterable: then it ends when the iterable returns).
     """
 
     chained = False
@@ -153,31 +175,51 @@ class ThreadedInput:
 
     def __init__(self, it: Iterator[Any], limit: int, wake: Any, name: str) -> None:
         self._it = it
-        self._limit = max(1, limit)
+        self._limit = max(1, limit)  # written by the driving thread (set_limit)
         self._wake = wake
-        self._items: deque[Any] = deque()
-        self._ended = False
-        self._stop = False
-        self._wanted = 0  # items the driving thread waits for (0: none)
+        self._items: deque[Any] = deque()  # appended by the reader, popped by the driver
+        self._ended = False  # (reader) the input is exhausted
+        self._stop = False  # (driver) read no more
+        self._wanted = 0  # (driver) items it waits for (0: none); the reader resets it
+        # (reader) bytes of an item: quick to rise, slow to fall, so one huge item
+        # stops the read-ahead at once
+        self.item_bytes = 0.0
         self._room = threading.Condition(threading.Lock())  # notified when items are taken
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def _held_limit(self) -> int:
+        limit = self._limit
+        nbytes = self.item_bytes
+        if nbytes > 0:
+            limit = min(limit, max(1, int(READ_AHEAD_BYTES / nbytes)))
+        return limit
+
+    def set_limit(self, limit: int) -> None:
+        """(driving thread) Hold at most ``limit`` items (the batch size)."""
+        limit = max(1, limit)
+        if limit == self._limit:
+            return
+        grown = limit > self._limit
+        self._limit = limit
+        if grown:
+            with self._room:
+                self._room.notify()
+
     def _run(self) -> None:
-        items, room, limit = self._items, self._room, self._limit
+        items, room = self._items, self._room
         it = self._it
         try:
             while True:
                 with room:
-                    while len(items) >= limit and not self._stop:
+                    while len(items) >= self._held_limit() and not self._stop:
                         room.wait()
                     if self._stop:
                         return
-                    free = limit - len(items)
                 wanted_at = monotonic()
-                for _ in range(free):
+                while True:
                     try:
                         item = next(it)
                     except StopIteration:
@@ -185,6 +227,12 @@ class ThreadedInput:
                         return
                     except BaseException as exc:  # noqa: BLE001 - that item's error;
                         item = _input_error(exc)  # reading goes on after it
+                    try:
+                        size = float(getsizeof(item))
+                    except Exception:  # noqa: BLE001 - a __sizeof__ of user code
+                        size = 0.0
+                    nbytes = self.item_bytes
+                    self.item_bytes = size if size >= nbytes else 0.9 * nbytes + 0.1 * size
                     items.append(item)
                     wanted = self._wanted
                     if wanted and (len(items) >= wanted or monotonic() - wanted_at > 0.002):
@@ -192,6 +240,8 @@ class ThreadedInput:
                         self._wake()
                     if self._stop:
                         return
+                    if len(items) >= self._held_limit():
+                        break
         finally:
             self._it = None  # type: ignore[assignment]
             if self._wanted or self._ended:
@@ -204,9 +254,8 @@ class ThreadedInput:
             self.close()
             out = self._take(len(items))
             return out, not items  # after a failure, the rest comes with the next batch
-        was_full = len(items) >= self._limit
         out = self._take(n)
-        if was_full and out:
+        if out:  # the reader may wait for room (checked under the lock: no lost wake-up)
             with self._room:
                 self._room.notify()
         if not out and not self._ended and n > 0:
@@ -227,6 +276,10 @@ class ThreadedInput:
                 break
         return out
 
+    def known(self) -> int:
+        """Items read from the iterable, not taken yet."""
+        return len(self._items)
+
     def deadline(self) -> float | None:
         return None
 
@@ -244,7 +297,7 @@ class ChainedInput:
     same position downstream) or waited for further.
     """
 
-    __slots__ = ("_sched", "upstream", "_timeout", "_tracked", "_since")
+    __slots__ = ("_sched", "upstream", "_timeout", "_tracked", "_since", "known_ahead")
     chained = True
     read_ahead = False
 
@@ -256,6 +309,8 @@ class ChainedInput:
         self._timeout = timeout
         self._tracked = tracked
         self._since = -1.0  # since when a read found nothing (for the timeout)
+        # (set by the Run) positions of a task past its submitted ones that exist
+        self.known_ahead: Any = lambda task: 0
 
     def read(self, n: int, stopping: bool) -> tuple[list[Any], bool]:
         RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
@@ -284,10 +339,14 @@ class ChainedInput:
                 self._since = now
             elif now - self._since >= self._timeout:
                 self._since = now
-                err = self._sched.timed_out(self.upstream, self._timeout)
+                up = self.upstream
+                err = self._sched.timed_out(up, self._timeout, self.known_ahead(up))
                 if getattr(err, "index", None) is not None:  # that position is gone
                     out.append(Failed(err))
         return out, False
+
+    def known(self) -> int:
+        return 0  # what the upstream task holds is counted by the Run
 
     def deadline(self) -> float | None:
         if self._timeout is None or self._since < 0:
@@ -299,7 +358,13 @@ class ChainedInput:
 
 
 class Run:
-    """State of one started run, shared by the IMap, its consumers and its helper."""
+    """State of one started run, shared by the IMap, its consumers and its helper.
+
+    Who writes what: the attributes under "feeding" and the measurements are
+    written only by the thread that holds ``drive_lock`` (a consumer or the
+    helper); ``stopping`` by ``IMap.stop``; ``shut`` under ``lock``; the
+    scheduler and the pool guard their own state.
+    """
 
     def __init__(
         self,
@@ -312,11 +377,14 @@ class Run:
         name: str,
         auto: bool = False,
         workers: int = 1,
+        adaptive: bool = False,
+        buffer_cap: int | None = None,
     ) -> None:
         self.sched = sched
         self.pool = pool
         self.waker = waker
         self.inputs = inputs
+        self.workers = max(1, workers)
         # chunksize='auto': ``chunk`` follows the measured cost of an item, up to
         # ``chunk_cap``; until the pool has measured one, few tasklets go out (a probe).
         self.auto = auto
@@ -324,15 +392,30 @@ class Run:
         self.measures = getattr(pool, "cost", None) is not None
         self.chunk = chunk if not auto else (1 if self.measures else min(chunk, 16))
         self.probing = auto and self.measures
-        self.probe_limit = 4 * workers
-        self.item_bytes = 0.0  # measured bytes of pickled arguments per tasklet
+        self.probe_limit = 4 * self.workers
+        # batches the pool can usefully hold (None: it does not say)
+        depth = getattr(pool, "depth", None)
+        self.depth: int | None = depth() if depth is not None else None
+        # The default stride: the weave follows the work (a turn is one batch per
+        # worker; a task with nothing ready gives its turn up). An explicit stride
+        # keeps the exact weave.
+        self.adaptive = adaptive
+        # The default buffer: a count, lowered to hold at most MAX_PENDING_BYTES
+        # (None: the buffer was given, it stays as it is).
+        self.buffer_cap = buffer_cap
+        # measured by the pool (and the read-ahead threads), per tasklet
+        self.item_time = -1.0  # seconds of a worker's time (-1: not yet)
+        self.item_bytes = 0.0  # bytes of an argument (0: not yet)
+        self.result_bytes = 0.0  # bytes of a result (0: not yet)
+        self._cost: Any = None  # the pool's last measurements, as taken
         self.grace = grace
         self.name = name
         self.single = len(inputs) == 1
+        # feeding
         self.kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
         self.ended = [False] * len(inputs)
-        self.stopping = False  # stop(ends=...): end the inputs, finish what was read
         self.feeder_waiting = False
+        self.stopping = False  # stop(ends=...): end the inputs, finish what was read
         self.failure: BaseException | None = None  # why the helper failed, if it did
         self.shut = False
         self.lock = threading.Lock()  # guards shut
@@ -351,6 +434,17 @@ class Run:
         self._set_refill_level()
         self._helper_stop = threading.Event()
         self._helper: threading.Thread | None = None
+        # the weave that follows the work never has turns longer than the count of
+        # the buffer allows for every task (tasks x stride <= buffer)
+        self.stride_max = max(1, (buffer_cap or sched.buffer) // len(inputs))
+        self._set_weave()
+        # the inputs read ahead by their own threads (one batch: the first is a probe)
+        self.ahead = [inp for inp in {id(i): i for i in inputs}.values() if inp.read_ahead]
+        for inp in inputs:
+            if inp.chained:
+                inp.known_ahead = self.known_ahead
+        for inp in self.ahead:
+            inp.set_limit(self.chunk)
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -405,108 +499,231 @@ class Run:
         self._refill_level = self.refill_level = buffer - max(self.chunk, buffer // 4)
 
     def _retune(self) -> None:
-        """Take the pool's measurements: the bytes of an item (the in-flight limit)
-        and, with chunksize='auto', batches of about TARGET_BATCH seconds of work
-        and at most MAX_BATCH_BYTES of arguments."""
+        """Take the pool's measurements and follow the work with them.
+
+        * the bytes of an argument bound the work in flight and (with the
+          default buffer) the slots: at most ``MAX_PENDING_BYTES`` of results
+          and arguments;
+        * with ``chunksize='auto'``, batches of about ``TARGET_BATCH`` seconds
+          of a worker's time and at most ``MAX_BATCH_BYTES`` of arguments,
+          grown by at most a factor ``GROWTH`` at a time, shrunk at once;
+        * with the default stride, a turn of the weave is one batch per worker.
+        """
+        ahead = 0.0  # what the read-ahead threads weigh (sys.getsizeof), before the pool says
+        for inp in self.ahead:
+            if inp.item_bytes > ahead:
+                ahead = inp.item_bytes
         cost = self.pool.cost() if self.measures else None
         if cost is None:
+            if ahead:
+                self.item_bytes = ahead
+                self._bound_buffer()
             return
+        if cost == self._cost and ahead <= self.item_bytes:
+            return  # nothing new
+        self._cost = cost
         self.probing = False
-        seconds, nbytes = cost
-        self.item_bytes = nbytes
-        if not self.auto:
+        seconds, nbytes, rbytes = cost
+        self.item_time = seconds
+        self.item_bytes = max(nbytes, ahead)
+        self.result_bytes = rbytes
+        if self.auto:
+            chunk = float(self.chunk_cap)
+            if seconds > 0:
+                chunk = min(chunk, TARGET_BATCH / seconds)
+            if nbytes > 0:
+                chunk = min(chunk, MAX_BATCH_BYTES / nbytes)
+            new = max(1, min(int(chunk), GROWTH * self.chunk))
+            if new != self.chunk:
+                self.chunk = new
+                self._set_weave()
+                self._set_refill_level()
+                for inp in self.ahead:
+                    inp.set_limit(new)
+        self._bound_buffer()
+
+    def _set_weave(self) -> None:
+        """(the default stride) A turn of the weave is one batch per worker."""
+        if self.adaptive:
+            stride = max(1, min(self.workers * self.chunk, self.stride_max))
+            if stride != self.sched.stride:
+                self.sched.set_stride(stride)
+
+    def _bound_buffer(self) -> None:
+        """(default buffer) At most MAX_PENDING_BYTES of results in the slots, as measured; never
+        below tasks x stride, and lowered only as far as the slots taken (so a
+        chained task can always take the slots it frees)."""
+        cap = self.buffer_cap
+        if cap is None:
             return
-        chunk = float(self.chunk_cap)
-        if seconds > 0:
-            chunk = min(chunk, TARGET_BATCH / seconds)
-        if nbytes > 0:
-            chunk = min(chunk, MAX_BATCH_BYTES / nbytes)
-        new = max(1, int(chunk))
-        if new != self.chunk:
-            self.chunk = new
+        sched = self.sched
+        slot = self.result_bytes  # (arguments in flight have their own bound)
+        target = cap if slot <= 0 else min(cap, int(MAX_PENDING_BYTES / slot))
+        target = max(target, sched.n_tasks * sched.stride, min(cap, 2 * self.workers))
+        current = sched.buffer
+        if target < current:
+            target = max(target, min(current, sched.buffer_used))
+        if target != current:
+            sched.set_buffer(target)
             self._set_refill_level()
+
+    def _room(self) -> int:
+        """Tasklets that may still go out now.
+
+        No more than the pool can usefully hold (``depth`` batches: one running
+        and a few queued per worker), so that a batch of a chained task is
+        queued behind about one round of its upstream's work, not behind all
+        of it; a probe before the first measurement; at most
+        MAX_IN_FLIGHT_BYTES of arguments in flight.
+        """
+        in_flight = self.sched.in_flight
+        if self.probing:
+            return self.probe_limit - in_flight
+        if self.depth is None:
+            limit = MAX_SPAN + in_flight
+        else:
+            limit = self.depth * self.chunk
+            if self.item_time > 0:  # quick items: enough to cover the way there and back
+                limit = max(limit, int(self.workers * IN_FLIGHT_SECONDS / self.item_time))
+        nbytes = self.item_bytes
+        if nbytes > 0:
+            by_bytes = int(MAX_IN_FLIGHT_BYTES / nbytes)
+            limit = min(limit, max(MIN_IN_FLIGHT_PER_WORKER * self.workers, by_bytes))
+        return limit - in_flight
 
     # -- feeding ----------------------------------------------------------------
     def top_up(self) -> None:
         """Read inputs in weave order and submit tasklets while buffer slots are free.
 
-        Per turn of the weave it reads up to ``min(chunk, turn_left)`` items of
-        the task, *then* takes slots (reading first lets a chained task free the
-        slots of the upstream results it reads), submits as many as it got slots
-        for as one batch, and keeps the rest for the next time. The input is
-        read at most ``buffer + chunk`` items ahead of the consumer. Stops, and
-        the weave waits, where a task's input has nothing ready.
+        Per turn of the weave it reads up to ``min(batches for the free slots,
+        turn_left)`` items of the task, *then* takes slots (reading first lets
+        a chained task free the slots of the upstream results it reads),
+        submits what it got slots for, at most the rest of the turn, in
+        batches, and keeps the rest for the next time. The input is read at
+        most ``buffer + chunk`` items ahead of the consumer.
+
+        Where a task's input has nothing ready (or no slot is free), the exact
+        weave (a stride given) stops and waits for it; the weave that follows
+        the work (the default stride) ends that task's turn and feeds the next
+        task, and stops only after a whole round that fed nothing.
         """
         sched = self.sched
         next_task, turn_left = sched.next_task, sched.turn_left
         acquire, submit_many, put_result = sched.acquire_slots, sched.submit_many, sched.put_result
         submit_range = self.pool.submit_range
+        inputs, kept, ended_flags = self.inputs, self.kept, self.ended
         chunk, single, stopping = self.chunk, self.single, self.stopping
-        while True:
-            if self.probing and sched.in_flight >= self.probe_limit:
-                return  # chunksize='auto' before the first measurement
-            if self.item_bytes and sched.in_flight * self.item_bytes >= MAX_IN_FLIGHT_BYTES:
-                return  # enough work on its way; more goes out as it comes back
-            task = next_task()
-            if task < 0:
-                return
-            inp = self.inputs[task]
-            items = self.kept[task]
-            # As many whole batches as there are free slots (at least one batch: it
-            # waits in `kept` if it finds no slot); one task's consecutive turns are
-            # its own, so they may span turns.
-            free = sched.buffer - sched.buffer_used
-            want = chunk if free <= chunk else min(free - free % chunk, max(chunk, MAX_SPAN))
-            if not single:
-                want = min(want, turn_left())
-            ended = self.ended[task]
-            if not ended and len(items) < want and not (items and type(items[-1]) is Failed):
-                n = want - len(items)
-                if inp.read_ahead and not stopping:  # it reads ahead itself: take no more
-                    n = min(n, free)  # than there is room for
-                got, ended = inp.read(n, stopping and not inp.chained)
-                if got:
-                    items.extend(got)
-                self.ended[task] = ended
-            if not items:
-                if ended:
-                    sched.input_done(task)
+        moves_on = self.adaptive and not single
+        idle = 0  # turns in a row that fed nothing (the weave that follows the work)
+        blocked = False  # a task had items and found no free slot
+        try:
+            while True:
+                room = self._room()
+                if room <= 0:
+                    return  # enough work on its way; more goes out as it comes back
+                task = next_task()
+                if task < 0:
+                    return
+                items = kept[task]
+                free = sched.buffer - sched.buffer_used
+                # as many whole batches as there are free slots (at least one batch:
+                # it waits in `kept` if it finds no slot)
+                want = chunk if free <= chunk else min(free - free % chunk, max(chunk, MAX_SPAN))
+                want = min(want, max(room, 1))
+                left = turn_left()
+                if not single:
+                    want = min(want, left)
+                ended = ended_flags[task]
+                if not ended and len(items) < want and not (items and type(items[-1]) is Failed):
+                    inp = inputs[task]
+                    n = want - len(items)
+                    if inp.read_ahead and not stopping:  # it reads ahead itself: take no
+                        n = min(n, free)  # more than there is room for
+                    if n > 0 or (stopping and not inp.chained):
+                        got, ended = inp.read(max(n, 0), stopping and not inp.chained)
+                        if got:
+                            items.extend(got)
+                        ended_flags[task] = ended
+                    elif not items:  # no free slot for what it holds
+                        blocked = True
+                        if not moves_on:
+                            return
+                        idle += 1
+                        if idle >= len(inputs):
+                            return
+                        sched.end_turn()
+                        continue
+                if not items:
+                    if ended:
+                        sched.input_done(task)
+                        idle = 0
+                        continue
+                    if not moves_on:
+                        return  # the exact weave waits for this task's input
+                    idle += 1
+                    if idle >= len(inputs):
+                        return  # a whole round fed nothing
+                    sched.end_turn()
                     continue
-                return  # the weave waits for this task's input
-            need = len(items)
-            got_slots = acquire(need, 0)
-            if not got_slots:
-                self.kept[task] = items
-                if not self.feeder_waiting:
-                    self.feeder_waiting = True
-                    sched.set_feeder_waiting(True)
-                return
-            if self.feeder_waiting:
-                self.feeder_waiting = False
-                sched.set_feeder_waiting(False)
-            k = min(got_slots, turn_left())
-            first = submit_many(task, k)
-            left = got_slots - k
-            while left:  # (one task only) the rest of the batch, turn by turn
-                k = min(left, turn_left())
-                submit_many(task, k)
-                left -= k
-            # Reading stops at a failed item, so only the last one can have failed.
-            last = items[got_slots - 1]
-            n_ok = got_slots - 1 if type(last) is Failed else got_slots
-            if n_ok:
-                if n_ok <= chunk:
-                    submit_range(task, first, items if n_ok == need else items[:n_ok])
-                else:  # one range per batch: the unit of work, of failure and of retry
-                    for k in range(0, n_ok, chunk):
-                        submit_range(task, first + k, items[k : min(k + chunk, n_ok)])
-            if n_ok < got_slots:
-                put_result(task, first + n_ok, False, last.exc)
-            self.kept[task] = [] if got_slots == need else items[got_slots:]
-            if ended and not self.kept[task]:
-                sched.input_done(task)
-            if got_slots < need:
-                return
+                need = len(items) if single else min(len(items), left)
+                need = min(need, max(room, 1))
+                got_slots = acquire(need, 0)
+                if not got_slots:
+                    blocked = True
+                    if not moves_on:
+                        return
+                    idle += 1
+                    if idle >= len(inputs):
+                        return
+                    sched.end_turn()
+                    continue
+                blocked = False
+                idle = 0
+                done = min(got_slots, left)
+                first = submit_many(task, done)
+                while done < got_slots:  # (one task only) the rest, turn by turn
+                    k = min(got_slots - done, turn_left())
+                    submit_many(task, k)
+                    done += k
+                # Reading stops at a failed item, so only the last one can have failed.
+                last = items[got_slots - 1]
+                n_ok = got_slots - 1 if type(last) is Failed else got_slots
+                if n_ok:
+                    if n_ok <= chunk:
+                        submit_range(task, first, items if n_ok == len(items) else items[:n_ok])
+                    else:  # one range per batch: the unit of work, of failure and of retry
+                        for k in range(0, n_ok, chunk):
+                            submit_range(task, first + k, items[k : min(k + chunk, n_ok)])
+                if n_ok < got_slots:
+                    put_result(task, first + n_ok, False, last.exc)
+                rest = [] if got_slots == len(items) else items[got_slots:]
+                kept[task] = rest
+                if ended and not rest:
+                    sched.input_done(task)
+        finally:
+            if blocked != self.feeder_waiting:
+                self.feeder_waiting = blocked
+                sched.set_feeder_waiting(blocked)
+
+    def known_ahead(self, task: int) -> int:
+        """Positions of ``task`` past its submitted ones that exist: read from its input
+        and not submitted yet, or (a chained task) on their way through its upstream
+        task. A timeout with ``skip=True`` may give one of them up; a position its
+        input has not given yet cannot be."""
+        n = 0
+        for _ in range(len(self.inputs)):  # up a chain, at most through every task
+            inp = self.inputs[task]
+            n += len(self.kept[task]) + inp.known()
+            if not inp.chained:
+                return n
+            task = inp.upstream
+            n += self.sched.outstanding(task)
+        return n
+
+    def timed_out(self, task: int, timeout: float | None) -> BaseException:
+        """The TimeoutError of a wait for ``task`` (with ``skip=True``, the awaited
+        position is given up if it exists)."""
+        return self.sched.timed_out(task, timeout, self.known_ahead(task))  # type: ignore[no-any-return]
 
     def _input_deadline(self) -> float | None:
         deadline = None
@@ -536,6 +753,33 @@ class Run:
                 self.drive_lock.release()
         elif self.helper_driving:
             self.waker.wake()  # the helper tops up
+
+    def take(self, task: int, n: int, timeout: float | None) -> tuple[int, int, Any]:
+        """The consumer's front door: ``(status, index, value)`` of ``task``'s next
+        result (``n`` = 0), or up to ``n`` of its results at once (``n`` >= 1:
+        ``value`` is a list of successful results; a failure comes alone).
+
+        Takes what is ready without a lock or a wake-up (topping the buffer up
+        when a batch of slots is free), else drives the map until it is there.
+        Raises papy's ``TimeoutError`` after ``timeout`` seconds,
+        ``DeadlockError``, ``SchedulerClosed`` (``RuntimeError`` if the helper
+        failed); ``KeyboardInterrupt`` stops the workers first.
+        """
+        sched = self.sched
+        try:
+            got = sched.try_result(task) if n == 0 else sched.try_values(task, n)
+            if got is None:
+                return self.wait_for(task, n, timeout)
+            if sched.buffer_used <= self.refill_level:
+                self.refill()
+            return got  # type: ignore[no-any-return]
+        except SchedulerClosed:
+            if self.failure is not None:
+                raise RuntimeError(f"the IMap's helper failed: {self.failure!r}") from self.failure
+            raise
+        except KeyboardInterrupt:
+            self.shutdown(0.2)
+            raise
 
     def wait_for(self, task: int, n: int, timeout: float | None) -> tuple[int, int, Any]:
         """The next result of ``task`` (``n`` = 0) or up to ``n`` of its results
@@ -579,7 +823,7 @@ class Run:
             if deadline is not None:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
-                    raise sched.timed_out(task, timeout)
+                    raise self.timed_out(task, timeout)
                 wait = min(wait, remaining)
             self.waiting += 1
             try:
@@ -594,7 +838,6 @@ class Run:
         take = sched.try_result if n == 0 else sched.try_values
         args = (task,) if n == 0 else (task, n)
         grace = self.grace
-        self._retune()
         stuck_since = -1.0
         while True:
             waker.arm()
@@ -602,6 +845,7 @@ class Run:
                 got = take(*args)
                 if got is not None:
                     return got  # type: ignore[no-any-return]
+                self._retune()
                 self.top_up()
                 got = take(*args)
                 if got is not None:
@@ -615,7 +859,7 @@ class Run:
                         got = take(*args)
                         if got is not None:
                             return got  # type: ignore[no-any-return]
-                        raise sched.timed_out(task, timeout)
+                        raise self.timed_out(task, timeout)
                     wait = min(wait, remaining)
                 if grace is not None and sched.stuck():
                     if stuck_since < 0:

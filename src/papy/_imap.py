@@ -361,8 +361,10 @@ class IMap:
         worker_remote: The remote slots, as ``[("host:port", n), ...]``.
     """
 
-    #: default stride per worker (None: one batch per worker, the original's rule)
-    _STRIDE_PER_WORKER: int | None = 64
+    #: with the default stride, the weave follows the work: a turn is one batch per
+    #: worker (batches follow the measured cost of an item) and a task with nothing
+    #: ready gives its turn up (False: the original's exact weave, NuMap)
+    _WEAVE_FOLLOWS_WORK = True
     #: with the default stride, the default buffer is at least this many slots per worker
     _BUFFER_PER_WORKER = 8192
 
@@ -433,10 +435,8 @@ class IMap:
         workers = worker_num + n_remote
         self._default_stride = stride is None
         if stride is None:
-            per_worker = self._STRIDE_PER_WORKER
-            stride = workers * (
-                self.chunksize if per_worker is None else max(per_worker, self.chunksize)
-            )
+            # one batch per worker (IMap moves it with the batch size while it runs)
+            stride = workers * self.chunksize
             if isinstance(buffer, int) and not isinstance(buffer, bool) and 1 <= buffer < stride:
                 stride = max(workers, buffer)
         stride = _check_count("stride", stride, 1)
@@ -464,7 +464,7 @@ class IMap:
         self.worker_type = worker_type
         self.worker_num = worker_num
         self.worker_remote = [(f"{h}:{p}", n) for h, p, n in self._remote]
-        self.stride = stride
+        self._stride = stride
         self.buffer = buffer
         self.auto_chunksize = auto  # chunksize='auto': chosen at start() from the buffer
         self.ordered = _check_flag("ordered", ordered)
@@ -490,6 +490,15 @@ class IMap:
             self.start()
 
     # -- building -------------------------------------------------------------
+    @property
+    def stride(self) -> int:
+        """The stride: as given; with the default stride, one batch per worker (while
+        the map runs, as the batch size follows the work)."""
+        run = self._run
+        if run is not None and run.adaptive:
+            return run.sched.stride  # type: ignore[no-any-return]
+        return self._stride
+
     @property
     def started(self) -> bool:
         """``True`` between ``start`` and ``stop``."""
@@ -584,6 +593,10 @@ class IMap:
         upstream = -1
         if isinstance(iterable, TaskIterator) and iterable.imap is self:
             upstream = iterable.task
+        elif iterable is self:  # the original's way to chain: the map yields task 0
+            if not self._tasks:
+                raise ValueError("iterable is this IMap, which has no task 0 to read yet")
+            upstream = 0
         else:
             try:
                 it = iter(iterable)
@@ -720,7 +733,7 @@ class IMap:
         n = len(self._tasks)
         buffer = self._buffer_for(n)
         sched = _scheduler.Scheduler(
-            n, self.stride, buffer, self.ordered, self.skip, self.deadlock_grace
+            n, self._stride, buffer, self.ordered, self.skip, self.deadlock_grace
         )
         defs = {
             i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
@@ -749,7 +762,7 @@ class IMap:
         shared: dict[int, Any] = {}  # tasks given the same iterator share its items, in weave order
         for i, t in enumerate(self._tasks):
             if t.upstream >= 0:
-                timeout = t.iterable.timeout  # type: ignore[attr-defined]
+                timeout = getattr(t.iterable, "timeout", None)  # a TaskIterator's, or none
                 tracked = self.tracked.get(t.upstream)
                 inputs.append(ChainedInput(sched, t.upstream, timeout, tracked))
                 continue
@@ -762,6 +775,9 @@ class IMap:
                     inp = ThreadedInput(it, chunk, waker.wake, f"{self.name}-input-{i}")
                 shared[id(it)] = inp
             inputs.append(inp)
+        # Tasks that share one input take its items in turns of exactly `stride` (a
+        # Piper's spawned copies read their results back so): the exact weave.
+        shares = len(shared) < sum(1 for t in self._tasks if t.upstream < 0)
         run = Run(
             sched,
             pool,
@@ -772,6 +788,8 @@ class IMap:
             self.name,
             auto=self.auto_chunksize,
             workers=self._workers,
+            adaptive=self._default_stride and self._WEAVE_FOLLOWS_WORK and not shares,
+            buffer_cap=buffer if self.buffer is None else None,
         )
         self._run = run
         self._bars = {task: make() for task, make in self._bar_factories.items()}
@@ -799,7 +817,7 @@ class IMap:
         default stride at least ``_BUFFER_PER_WORKER`` slots per worker."""
         if self.buffer is not None:
             return self.buffer
-        buffer = n_tasks * self.stride
+        buffer = n_tasks * self._stride
         if self._default_stride and self._BUFFER_PER_WORKER:
             buffer = max(buffer, self._BUFFER_PER_WORKER * self._workers)
         return buffer
@@ -863,19 +881,7 @@ class IMap:
             timeout = 0.0
         elif timeout is not None and (type(timeout) is not float or timeout < 0):
             timeout = _check_timeout("timeout", timeout)
-        try:
-            got = run.sched.try_result(task)
-            if got is None:
-                got = run.wait_for(task, 0, timeout)
-            elif run.sched.buffer_used <= run.refill_level:
-                run.refill()
-        except SchedulerClosed:
-            if run.failure is not None:
-                raise RuntimeError(f"the IMap's helper failed: {run.failure!r}") from run.failure
-            raise
-        except KeyboardInterrupt:
-            run.shutdown(0.2)
-            raise
+        got = run.take(task, 0, timeout)
         if got[0] != _scheduler.FINISHED:  # the end is not a result
             if self.tracked and task in self.tracked:
                 self.tracked[task][got[1]] = got[2]
@@ -943,9 +949,9 @@ class IMap:
         open_ends = list(ends)
         while open_ends:
             for task in list(open_ends):
-                for _ in range(self.stride):
+                for _ in range(max(1, run.sched.stride)):
                     try:
-                        status, index, value = run.wait_for(task, 0, None)
+                        status, index, value = run.take(task, 0, None)
                     except (SchedulerClosed, RuntimeError):  # stopped, or a deadlock
                         return
                     if status == _scheduler.FINISHED:
@@ -1016,14 +1022,14 @@ class IMap:
 class NuMap(IMap):
     """IMap with the original PaPy's defaults, for code written for its ``NuMap``.
 
-    ``stride`` defaults to the number of workers, ``buffer`` to tasks x
-    stride and ``chunksize`` to 1, so the original's evaluation orders, memory
-    bound and tests hold unchanged. The arguments, methods and behaviour are
-    IMap's (see ``IMap`` for each argument); IMap's own defaults are chosen
-    to be fast instead.
+    ``stride`` defaults to the number of workers (the exact weave: a turn
+    waits for its task's input), ``buffer`` to tasks x stride and
+    ``chunksize`` to 1, so the original's evaluation orders, memory bound and
+    tests hold unchanged. The arguments, methods and behaviour are IMap's (see
+    ``IMap`` for each argument); IMap's own defaults follow the work instead.
     """
 
-    _STRIDE_PER_WORKER = None
+    _WEAVE_FOLLOWS_WORK = False
     _BUFFER_PER_WORKER = 0
 
     def __init__(self, *args: Any, chunksize: int | str = 1, **kwargs: Any) -> None:
@@ -1075,7 +1081,7 @@ def imap(
     """
     make_bar = _progress_factory(progress, iterable, None)
     m = IMap(**options)
-    results = m.add_task(func, iterable, args, kwargs, timeout=timeout)
+    m.add_task(func, iterable, args, kwargs, timeout=timeout)
     bar = make_bar() if make_bar is not None else None
     try:
         m.start()
@@ -1083,7 +1089,7 @@ def imap(
         if bar is not None:
             bar.close()
         raise
-    return MapIterator(m, _generate(m, results, bar))
+    return MapIterator(m, timeout, bar)
 
 
 class MapIterator(Iterator["Any"]):
@@ -1091,24 +1097,34 @@ class MapIterator(Iterator["Any"]):
 
     It behaves like a generator: the first item that fails raises its exception
     and ends it, and ``close()``, exhausting it or dropping it stops the map's
-    workers. ``stats()`` stays available afterwards, as the final snapshot.
+    workers. A ``TimeoutError`` (``imap(timeout=...)``) does not end it: the
+    map goes on, and the next ``next()`` waits again. ``stats()`` stays
+    available afterwards, as the final snapshot.
     """
 
-    __slots__ = ("_imap", "_gen")
+    __slots__ = ("_imap", "_gen", "_timeout", "_bar")
 
-    def __init__(self, imap: IMap, gen: Iterator[Any]) -> None:
+    def __init__(self, imap: IMap, timeout: float | None = None, bar: Any = None) -> None:
         self._imap = imap
-        self._gen = gen
+        self._timeout = timeout
+        self._bar = bar
+        self._gen = _generate(imap, timeout, bar)
 
     def __iter__(self) -> MapIterator:
         return self
 
     def __next__(self) -> Any:
-        return next(self._gen)
+        try:
+            return next(self._gen)
+        except TimeoutError:
+            if self._imap.started:  # a wait timed out: the map goes on
+                self._gen = _generate(self._imap, self._timeout, self._bar)
+            raise
 
     def close(self) -> None:
         """Stop the map now (as closing a generator does)."""
         self._gen.close()  # type: ignore[attr-defined]
+        _finish(self._imap, self._bar)
 
     def stats(self) -> dict[str, Any]:
         """The map's ``IMap.stats()``: the final snapshot once the iteration ended."""
@@ -1120,44 +1136,38 @@ class MapIterator(Iterator["Any"]):
         return self._imap
 
 
-def _generate(m: IMap, results: TaskIterator, bar: Any) -> Iterator[Any]:
-    """The generator behind ``imap``: hands out results a batch at a time, and stops
-    the map however it ends."""
+def _finish(m: IMap, bar: Any) -> None:
+    if bar is not None:
+        bar.close()
+    m.stop()
+
+
+def _generate(m: IMap, timeout: float | None, bar: Any) -> Iterator[Any]:
+    """The generator behind ``imap``: hands out results a batch at a time; stops the
+    map at the end, at the first failure, when closed or collected, but not when a
+    wait times out (``MapIterator`` then starts a new one over the same map)."""
     RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
     run = m._run
-    assert run is not None
-    sched, timeout = run.sched, results.timeout
-    take, wait_for = sched.try_values, run.wait_for
+    if run is None:
+        return
+    take = run.take
     try:
         while True:
-            try:
-                chunk = run.chunk
-                got = take(0, chunk)
-                if got is None:
-                    got = wait_for(0, chunk, timeout)
-                elif sched.buffer_used <= run.refill_level:
-                    run.refill()
-            except KeyboardInterrupt:
-                run.shutdown(0.2)
-                raise
-            except SchedulerClosed:
-                if run.failure is not None:
-                    raise RuntimeError(
-                        f"the IMap's helper failed: {run.failure!r}"
-                    ) from run.failure
-                raise
-            status, _index, value = got
+            status, _index, value = take(0, run.chunk, timeout)
             if status == RESULT:
                 if bar is not None:
                     bar.update(len(value))
                 yield from value
             elif status == FINISHED:
+                _finish(m, bar)
                 return
             else:
                 if bar is not None:
                     bar.update(1)
+                _finish(m, bar)
                 raise value
-    finally:
-        if bar is not None:
-            bar.close()
-        m.stop()
+    except TimeoutError:  # a wait that timed out (an item's own one stopped the map)
+        raise
+    except BaseException:
+        _finish(m, bar)
+        raise

@@ -11,8 +11,9 @@ one pickle each:
 * worker -> parent, in the order of the requests: one reply per *range* of
   a RUN, sent as soon as that range is evaluated (so a worker that dies loses
   only the range it was evaluating; the ranges after it never started):
-  ``(OK, task, first, values, errors)`` with ``errors`` None or
-  ``{offset: (exception, traceback text)}`` - one pickle per range;
+  ``(OK, task, first, values, errors, seconds)`` with ``errors`` None or
+  ``{offset: (exception, traceback text)}`` and ``seconds`` the time the
+  worker spent evaluating the range - one pickle per range;
   ``(BROKEN, message)`` (once, for the whole RUN) when it could not be
   unpickled here; ``(SPLIT, task, first, [pickled value or None, ...], errors)``
   answers ``(SPLIT, seq, k)``: range ``k`` of batch ``seq`` again, each value
@@ -195,15 +196,17 @@ def _make_safe(task: int, first: int, values: list[Any], errors: Any) -> dict[in
     return errors or None
 
 
-def _reply(task: int, first: int, values: list[Any], errors: Any) -> tuple[bytes, Any]:
+def _reply(
+    task: int, first: int, values: list[Any], errors: Any, seconds: float
+) -> tuple[bytes, Any]:
     """One pickle for the whole range (the fast path), made safe if it fails; and the
     errors as sent (a result that could not be pickled became one, in place of it)."""
     try:
-        return _dumps((OK, task, first, values, errors)), errors
+        return _dumps((OK, task, first, values, errors, seconds)), errors
     except BaseException as exc:  # noqa: BLE001 - user code inside a result
         _exit_if_forked(exc)
     errors = _make_safe(task, first, values, errors)
-    return _dumps((OK, task, first, values, errors)), errors
+    return _dumps((OK, task, first, values, errors, seconds)), errors
 
 
 def _split(task: int, first: int, values: list[Any], errors: Any) -> bytes:
@@ -317,6 +320,7 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
     kept: deque[tuple[tuple[int, int], tuple[Any, ...], int]] = deque()
     kept_bytes = 0
     recv, send, loads = endpoint.recv, endpoint.send, pickle.loads
+    from time import perf_counter as clock
     while True:
         try:
             data = recv()
@@ -338,8 +342,9 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
                 del message
                 for k, (task, first, items) in enumerate(ranges):
                     func, args, kwargs = tasks[task]
+                    started = clock()
                     values, errors = _evaluate_range(func, args, kwargs, items, task, first)
-                    reply, errors = _reply(task, first, values, errors)
+                    reply, errors = _reply(task, first, values, errors, clock() - started)
                     send(reply)
                     size = len(reply)
                     del reply, items

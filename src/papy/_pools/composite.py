@@ -100,11 +100,15 @@ class CompositePool:
                     side.pump(0)
         poller.pump(timeout)
 
-    def cost(self) -> tuple[float, float] | None:
+    def depth(self) -> int | None:
+        depths = [side.depth() if hasattr(side, "depth") else None for side in self.sides]
+        return None if None in depths else sum(depths)  # type: ignore[arg-type]
+
+    def cost(self) -> tuple[float, float, float] | None:
         costs = [c for side in self.sides if hasattr(side, "cost") and (c := side.cost())]
         if not costs:
             return None
-        return max(c[0] for c in costs), max(c[1] for c in costs)
+        return max(c[0] for c in costs), max(c[1] for c in costs), max(c[2] for c in costs)
 
     def shutdown(self, timeout: float = 1.0) -> None:
         for side in reversed(self.sides):

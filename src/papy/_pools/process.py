@@ -99,7 +99,18 @@ class _Batch:
     """A message in flight to a worker: RUN (ranges to evaluate, each answered on its
     own, in order) or SPLIT (one range again, value by value)."""
 
-    __slots__ = ("kind", "seq", "ranges", "size", "answered", "nbytes", "sent_at", "tries")
+    __slots__ = (
+        "kind",
+        "seq",
+        "ranges",
+        "size",
+        "answered",
+        "nbytes",
+        "sent_at",
+        "tries",
+        "work",
+        "reply_bytes",
+    )
 
     def __init__(
         self, kind: int, seq: int, ranges: list[Any], nbytes: int, tries: list[int]
@@ -112,6 +123,8 @@ class _Batch:
         self.nbytes = nbytes
         self.sent_at = monotonic()
         self.tries = tries  # per range: how often it already ran on a worker that died
+        self.work = 0.0  # seconds the worker says it spent on the ranges answered (-1: unsaid)
+        self.reply_bytes = 0  # bytes of the replies so far
 
 
 class _Worker:
@@ -224,6 +237,7 @@ class ProcessPool:
         self._lifeline_r = self._lifeline_w = -1
         self._item_time = -1.0  # seconds a tasklet takes, worker and pipes (moving average)
         self._item_bytes = -1.0  # bytes of pickled arguments per tasklet (moving average)
+        self._result_bytes = 0.0  # bytes of pickled results per tasklet (likewise)
         self.lost = 0  # workers lost so far
         #: called with ``[(task, first, items), ...]`` that no worker is left to run
         #: (every remote worker lost; set by a composite pool); None: they fail
@@ -476,11 +490,19 @@ class ProcessPool:
             except ValueError:
                 pass
 
-    def cost(self) -> tuple[float, float] | None:
-        """``(seconds, bytes)`` per tasklet as measured so far (None: not yet)."""
+    def depth(self) -> int:
+        """Batches worth holding: what each worker may hold (``PREFETCH``, a remote
+        one ``PREFETCH_REMOTE``) and one more, ready to go."""
+        return sum(
+            (PREFETCH_REMOTE if w.link is not None else PREFETCH) + 1 for w in self._workers
+        )
+
+    def cost(self) -> tuple[float, float, float] | None:
+        """``(seconds, argument bytes, result bytes)`` per tasklet as measured so far
+        (None: not yet): a worker's time, pickled sizes."""
         if self._item_time < 0:
             return None
-        return self._item_time, self._item_bytes
+        return self._item_time, self._item_bytes, self._result_bytes
 
     def alive(self) -> int:
         """Workers that can take work: live processes and connected servers."""
@@ -713,8 +735,13 @@ class ProcessPool:
                 self._fail_range(task, first, n, SerializationError, f"unreadable: {exc!r}")
             message = None
         kind = message[0] if message is not None else -1
+        batch.reply_bytes += len(frame)
         if kind == OK:
-            _, task, first, values, errors = message
+            task, first, values, errors = message[1:5]
+            if len(message) > 5 and batch.work >= 0:
+                batch.work += message[5]
+            else:  # a server that does not say: measured between replies
+                batch.work = -1.0
             self._sched.put_range(task, first, values, _errors_of(errors, _where(w)))
         elif kind == SPLIT:
             _, task, first, blobs, errors = message
@@ -741,12 +768,21 @@ class ProcessPool:
             self._done(w, batch)
 
     def _measure(self, w: _Worker, batch: _Batch) -> None:
-        """``batch`` is answered: fold its seconds and bytes per tasklet into the averages."""
+        """``batch`` is answered: fold its seconds and bytes per tasklet into the averages.
+
+        The seconds are those the worker says it spent evaluating (replies read
+        together would make their spacing look like no work at all); from a
+        server that does not say, the time since it was free or the batch sent.
+        Sizes rise at once and fall slowly: they bound memory.
+        """
         now = monotonic()
-        elapsed = now - max(batch.sent_at, w.free_since)
-        if w.link is not None and batch.sent_at >= w.free_since:
-            # the batch found the server idle: the network's round trip is not work
-            elapsed = max(0.0, elapsed - w.link.rtt)
+        if batch.work >= 0:
+            elapsed = batch.work
+        else:
+            elapsed = now - max(batch.sent_at, w.free_since)
+            if w.link is not None and batch.sent_at >= w.free_since:
+                # the batch found the server idle: the network's round trip is not work
+                elapsed = max(0.0, elapsed - w.link.rtt)
         per_item = elapsed / batch.size
         w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
         w.free_since = now
@@ -754,7 +790,10 @@ class ProcessPool:
         self._item_time = per_item if t < 0 or per_item < t else 0.8 * t + 0.2 * per_item
         nbytes = batch.nbytes / batch.size
         b = self._item_bytes
-        self._item_bytes = nbytes if b < 0 else 0.8 * b + 0.2 * nbytes
+        self._item_bytes = nbytes if nbytes >= b else 0.9 * b + 0.1 * nbytes
+        rbytes = batch.reply_bytes / batch.size
+        b = self._result_bytes
+        self._result_bytes = rbytes if rbytes >= b else 0.9 * b + 0.1 * rbytes
 
     @staticmethod
     def _done(w: _Worker, batch: _Batch) -> None:

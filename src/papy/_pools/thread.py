@@ -37,14 +37,29 @@ def _in_thread(exc: BaseException, where: str) -> tuple[BaseException, str]:
     return wrap_base_exception(exc, where), tb
 
 
-def _measured(pool: ThreadPool, per_item: float, items: list[Any]) -> None:
-    """Fold one range's seconds per item and item size into the pool's averages."""
+def _size(obj: Any) -> float:
+    """``sys.getsizeof``: shallow, enough for bytes, str and arrays (0 if it fails)."""
+    try:
+        return float(getsizeof(obj))
+    except Exception:  # noqa: BLE001 - a __sizeof__ of user code
+        return 0.0
+
+
+def _measured(pool: ThreadPool, per_item: float, items: list[Any], values: list[Any]) -> None:
+    """Fold one range's seconds per item, argument and result size into the pool's
+    averages (a race between threads only blurs them). Sizes rise at once and fall
+    slowly: they bound memory."""
     pool._measure_every = MEASURE_EVERY
-    t = pool._item_time  # a race between threads only blurs the average
+    t = pool._item_time
     pool._item_time = per_item if t < 0 else 0.8 * t + 0.2 * per_item
-    size = getsizeof(items[0]) if items else 0  # shallow: enough for bytes, arrays
-    b = pool._item_bytes
-    pool._item_bytes = size if b < 0 else 0.8 * b + 0.2 * size
+    if items:
+        size = _size(items[0])
+        b = pool._item_bytes
+        pool._item_bytes = size if size >= b else 0.9 * b + 0.1 * size
+    if values:
+        size = _size(values[0])
+        b = pool._result_bytes
+        pool._result_bytes = size if size >= b else 0.9 * b + 0.1 * size
 
 
 #: small ranges are timed one in this many (timing costs as much as a tiny item)
@@ -74,7 +89,7 @@ def _evaluate(
             d.func, d.args, d.kwargs, items, task, first, _in_thread, pool._pid
         )
     if measure:
-        _measured(pool, (monotonic() - t0) / max(1, len(items)), items)
+        _measured(pool, (monotonic() - t0) / max(1, len(items)), items, values)
     else:
         pool._measure_every -= 1
     if errors:
@@ -120,6 +135,7 @@ class ThreadPool:
         self._waker: Waker | None = None
         self._item_time = -1.0  # seconds a tasklet takes (moving average, workers write it)
         self._item_bytes = -1.0  # size of an item (moving average of sys.getsizeof)
+        self._result_bytes = 0.0  # size of a result (likewise)
         self._measure_every = 0  # small ranges until the next one is timed
         self._batch: list[tuple[int, int, list[Any]]] = []  # submitted, not yet queued
         self._pid = os.getpid()  # the process whose threads these are
@@ -197,9 +213,16 @@ class ThreadPool:
                 t.join(max(0.0, deadline - monotonic()))
         self._threads = []
 
-    def cost(self) -> tuple[float, float] | None:
-        """``(seconds, bytes)`` per tasklet as measured so far (None: not yet)."""
-        return None if self._item_time < 0 else (self._item_time, max(0.0, self._item_bytes))
+    def depth(self) -> int:
+        """Batches worth holding: one being evaluated and two queued per thread."""
+        return 3 * self.size
+
+    def cost(self) -> tuple[float, float, float] | None:
+        """``(seconds, argument bytes, result bytes)`` per tasklet as measured so far
+        (None: not yet); sizes as ``sys.getsizeof`` tells."""
+        if self._item_time < 0:
+            return None
+        return self._item_time, max(0.0, self._item_bytes), self._result_bytes
 
     def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)
