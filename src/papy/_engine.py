@@ -82,6 +82,10 @@ MAX_PENDING_BYTES = 64 << 20
 READ_AHEAD_BYTES = 8 << 20
 
 
+#: what one step of a task's turn did (Run._feed)
+_FED, _NOTHING, _NO_SLOT = 0, 1, 2
+
+
 class Failed:
     """Marks an input position whose reading (or upstream task) failed."""
 
@@ -608,12 +612,8 @@ class Run:
         task, and stops only after a whole round that fed nothing.
         """
         sched = self.sched
-        next_task, turn_left = sched.next_task, sched.turn_left
-        acquire, submit_many, put_result = sched.acquire_slots, sched.submit_many, sched.put_result
-        submit_range = self.pool.submit_range
-        inputs, kept, ended_flags = self.inputs, self.kept, self.ended
-        chunk, single, stopping = self.chunk, self.single, self.stopping
-        moves_on = self.adaptive and not single
+        moves_on = self.adaptive and not self.single
+        n_inputs = len(self.inputs)
         idle = 0  # turns in a row that fed nothing (the weave that follows the work)
         blocked = False  # a task had items and found no free slot
         try:
@@ -621,89 +621,88 @@ class Run:
                 room = self._room()
                 if room <= 0:
                     return  # enough work on its way; more goes out as it comes back
-                task = next_task()
+                task = sched.next_task()
                 if task < 0:
                     return
-                items = kept[task]
-                free = sched.buffer - sched.buffer_used
-                # as many whole batches as there are free slots (at least one batch:
-                # it waits in `kept` if it finds no slot)
-                want = chunk if free <= chunk else min(free - free % chunk, max(chunk, MAX_SPAN))
-                want = min(want, max(room, 1))
-                left = turn_left()
-                if not single:
-                    want = min(want, left)
-                ended = ended_flags[task]
-                if not ended and len(items) < want and not (items and type(items[-1]) is Failed):
-                    inp = inputs[task]
-                    n = want - len(items)
-                    if inp.read_ahead and not stopping:  # it reads ahead itself: take no
-                        n = min(n, free)  # more than there is room for
-                    if n > 0 or (stopping and not inp.chained):
-                        got, ended = inp.read(max(n, 0), stopping and not inp.chained)
-                        if got:
-                            items.extend(got)
-                        ended_flags[task] = ended
-                    elif not items:  # no free slot for what it holds
-                        blocked = True
-                        if not moves_on:
-                            return
-                        idle += 1
-                        if idle >= len(inputs):
-                            return
-                        sched.end_turn()
-                        continue
-                if not items:
-                    if ended:
-                        sched.input_done(task)
-                        idle = 0
-                        continue
-                    if not moves_on:
-                        return  # the exact weave waits for this task's input
-                    idle += 1
-                    if idle >= len(inputs):
-                        return  # a whole round fed nothing
-                    sched.end_turn()
+                fed = self._feed(task, room)
+                if fed == _FED:
+                    blocked = False
+                    idle = 0
                     continue
-                need = len(items) if single else min(len(items), left)
-                need = min(need, max(room, 1))
-                got_slots = acquire(need, 0)
-                if not got_slots:
+                if fed == _NO_SLOT:
                     blocked = True
-                    if not moves_on:
-                        return
-                    idle += 1
-                    if idle >= len(inputs):
-                        return
-                    sched.end_turn()
-                    continue
-                blocked = False
-                idle = 0
-                done = min(got_slots, left)
-                first = submit_many(task, done)
-                while done < got_slots:  # (one task only) the rest, turn by turn
-                    k = min(got_slots - done, turn_left())
-                    submit_many(task, k)
-                    done += k
-                # Reading stops at a failed item, so only the last one can have failed.
-                last = items[got_slots - 1]
-                n_ok = got_slots - 1 if type(last) is Failed else got_slots
-                if n_ok:
-                    if n_ok <= chunk:
-                        submit_range(task, first, items if n_ok == len(items) else items[:n_ok])
-                    else:  # one range per batch: the unit of work, of failure and of retry
-                        for k in range(0, n_ok, chunk):
-                            submit_range(task, first + k, items[k : min(k + chunk, n_ok)])
-                if n_ok < got_slots:
-                    put_result(task, first + n_ok, False, last.exc)
-                rest = [] if got_slots == len(items) else items[got_slots:]
-                kept[task] = rest
-                if ended and not rest:
-                    sched.input_done(task)
+                if not moves_on:
+                    return  # the exact weave waits for this task's input or a slot
+                idle += 1
+                if idle >= n_inputs:
+                    return  # a whole round fed nothing
+                sched.end_turn()
         finally:
             if blocked != self.feeder_waiting:
                 self.feeder_waiting = blocked
                 sched.set_feeder_waiting(blocked)
+
+    def _feed(self, task: int, room: int) -> int:
+        """One step of ``task``'s turn: read, take slots, submit (see ``top_up``).
+
+        Returns ``_FED`` (something was submitted, or the task's input ended),
+        ``_NOTHING`` (its input has nothing ready) or ``_NO_SLOT``.
+        """
+        sched, chunk, stopping = self.sched, self.chunk, self.stopping
+        items = self.kept[task]
+        free = sched.buffer - sched.buffer_used
+        # as many whole batches as there are free slots (at least one batch: it
+        # waits in `kept` if it finds no slot)
+        want = chunk if free <= chunk else min(free - free % chunk, max(chunk, MAX_SPAN))
+        want = min(want, max(room, 1))
+        left = sched.turn_left()
+        if not self.single:
+            want = min(want, left)
+        ended = self.ended[task]
+        if not ended and len(items) < want and not (items and type(items[-1]) is Failed):
+            inp = self.inputs[task]
+            n = want - len(items)
+            if inp.read_ahead and not stopping:  # it reads ahead itself: take no more
+                n = min(n, free)  # than there is room for
+            if n > 0 or (stopping and not inp.chained):
+                got, ended = inp.read(max(n, 0), stopping and not inp.chained)
+                if got:
+                    items.extend(got)
+                self.ended[task] = ended
+            elif not items:
+                return _NO_SLOT  # nothing taken from its read-ahead: no free slot
+        if not items:
+            if ended:
+                sched.input_done(task)
+                return _FED
+            return _NOTHING
+        need = len(items) if self.single else min(len(items), left)
+        got_slots = sched.acquire_slots(min(need, max(room, 1)), 0)
+        if not got_slots:
+            return _NO_SLOT
+        done = min(got_slots, left)
+        first = sched.submit_many(task, done)
+        while done < got_slots:  # (one task only) the rest, turn by turn
+            k = min(got_slots - done, sched.turn_left())
+            sched.submit_many(task, k)
+            done += k
+        # Reading stops at a failed item, so only the last one can have failed.
+        last = items[got_slots - 1]
+        n_ok = got_slots - 1 if type(last) is Failed else got_slots
+        submit_range = self.pool.submit_range
+        if n_ok:
+            if n_ok <= chunk:
+                submit_range(task, first, items if n_ok == len(items) else items[:n_ok])
+            else:  # one range per batch: the unit of work, of failure and of retry
+                for k in range(0, n_ok, chunk):
+                    submit_range(task, first + k, items[k : min(k + chunk, n_ok)])
+        if n_ok < got_slots:
+            sched.put_result(task, first + n_ok, False, last.exc)
+        rest = [] if got_slots == len(items) else items[got_slots:]
+        self.kept[task] = rest
+        if ended and not rest:
+            sched.input_done(task)
+        return _FED
 
     def known_ahead(self, task: int) -> int:
         """Positions of ``task`` past its submitted ones that exist: read from its input
