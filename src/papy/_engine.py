@@ -60,7 +60,7 @@ WAIT_SLICE = 0.05
 MAX_SPAN = 1024
 #: with chunksize='auto', a batch is about this many seconds of a worker's time ...
 TARGET_BATCH = 0.002
-#: ... and at most this many bytes of pickled arguments; it grows by at most this
+#: ... and at most this many bytes of arguments (or results); it grows by at most this
 #: factor per measurement (a batch too large for a slow item would idle the others)
 MAX_BATCH_BYTES = 1 << 20
 GROWTH = 8
@@ -509,7 +509,7 @@ class Run:
           default buffer) the slots: at most ``MAX_PENDING_BYTES`` of results
           and arguments;
         * with ``chunksize='auto'``, batches of about ``TARGET_BATCH`` seconds
-          of a worker's time and at most ``MAX_BATCH_BYTES`` of arguments,
+          of a worker's time and at most ``MAX_BATCH_BYTES`` of arguments or results,
           grown by at most a factor ``GROWTH`` at a time, shrunk at once;
         * with the default stride, a turn of the weave is one batch per worker.
         """
@@ -535,8 +535,9 @@ class Run:
             chunk = float(self.chunk_cap)
             if seconds > 0:
                 chunk = min(chunk, TARGET_BATCH / seconds)
-            if nbytes > 0:
-                chunk = min(chunk, MAX_BATCH_BYTES / nbytes)
+            heaviest = max(nbytes, rbytes)  # a batch's request, or its reply
+            if heaviest > 0:
+                chunk = min(chunk, MAX_BATCH_BYTES / heaviest)
             new = max(1, min(int(chunk), GROWTH * self.chunk))
             if new != self.chunk:
                 self.chunk = new
@@ -580,7 +581,7 @@ class Run:
         of it; a probe before the first measurement; at most
         MAX_IN_FLIGHT_BYTES of arguments in flight.
         """
-        in_flight = self.sched.in_flight
+        in_flight: int = self.sched.in_flight
         if self.probing:
             return self.probe_limit - in_flight
         if self.depth is None:
@@ -607,9 +608,11 @@ class Run:
         most ``buffer + chunk`` items ahead of the consumer.
 
         Where a task's input has nothing ready (or no slot is free), the exact
-        weave (a stride given) stops and waits for it; the weave that follows
-        the work (the default stride) ends that task's turn and feeds the next
-        task, and stops only after a whole round that fed nothing.
+        weave (a stride given) stops and waits for it (unless it is a chained
+        task whose upstream has nothing on its way: that wait would never
+        end); the weave that follows the work (the default stride) ends that
+        task's turn and feeds the next task, and stops only after a whole
+        round that fed nothing.
         """
         sched = self.sched
         moves_on = self.adaptive and not self.single
@@ -631,7 +634,7 @@ class Run:
                     continue
                 if fed == _NO_SLOT:
                     blocked = True
-                if not moves_on:
+                if not moves_on and not (fed == _NOTHING and self._starved(task)):
                     return  # the exact weave waits for this task's input or a slot
                 idle += 1
                 if idle >= n_inputs:
@@ -641,6 +644,13 @@ class Run:
             if blocked != self.feeder_waiting:
                 self.feeder_waiting = blocked
                 sched.set_feeder_waiting(blocked)
+
+    def _starved(self, task: int) -> bool:
+        """A chained task whose upstream has nothing on its way: only the upstream's
+        turn can bring more (its results were read by someone else), so even the
+        exact weave moves on rather than wait for ever."""
+        inp = self.inputs[task]
+        return inp.chained and self.sched.outstanding(inp.upstream) == 0  # type: ignore[no-any-return]
 
     def _feed(self, task: int, room: int) -> int:
         """One step of ``task``'s turn: read, take slots, submit (see ``top_up``).
@@ -712,11 +722,11 @@ class Run:
         n = 0
         for _ in range(len(self.inputs)):  # up a chain, at most through every task
             inp = self.inputs[task]
-            n += len(self.kept[task]) + inp.known()
+            n += len(self.kept[task]) + int(inp.known())
             if not inp.chained:
                 return n
             task = inp.upstream
-            n += self.sched.outstanding(task)
+            n += int(self.sched.outstanding(task))
         return n
 
     def timed_out(self, task: int, timeout: float | None) -> BaseException:

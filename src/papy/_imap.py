@@ -263,10 +263,13 @@ class IMap:
     a context manager: leaving ``with IMap(...) as m:`` stops it, however the
     block ends. A stopped map can be given new tasks and started again.
 
-    The defaults are chosen to be fast: ``chunksize="auto"``, a stride of 64
-    tasklets per worker and a buffer of at least 8192 slots per worker (and at
-    most 8 MB of pickled arguments on their way to the workers). ``NuMap``
-    keeps the original PaPy's defaults.
+    The defaults follow the work, as measured while the map runs:
+    ``chunksize="auto"`` (batches of about 2 ms of a worker's time), a weave
+    of one batch per worker per task in which a task with nothing ready gives
+    its turn up, a buffer of 8192 slots per worker holding at most about
+    64 MB of results, at most 4 MB of arguments in flight, and inputs read
+    ahead by one batch (8 MB at most). ``NuMap`` keeps the original PaPy's
+    defaults.
 
     Args:
         func: With ``iterable``, the task ``func(item, *args, **kwargs)``, added
@@ -292,15 +295,20 @@ class IMap:
         stride: Tasklets of one task submitted before the next task's. Longer
             bursts of one task mean more parallelism per task and more
             intermediate results at once; keep it at least the number of
-            workers, or some idle at each turn. ``None``: 64 per worker (at
-            least one batch per worker per turn); with a smaller ``buffer``,
-            ``max(workers, buffer)``.
+            workers, or some idle at each turn. A stride given keeps the exact
+            weave: a turn waits for its task's input. ``None``: the weave
+            follows the work: one batch per worker (``workers x chunksize``
+            to begin with, then as the batch size follows the work; at most
+            ``buffer // tasks``), and a task whose input has nothing ready,
+            or that finds no free slot, gives the rest of its turn up.
         buffer: The most tasklets submitted and not yet handed out, over all
             tasks, at least ``stride``. A slot is freed when its result is
-            handed out, so at most ``buffer`` results exist at once. ``None``:
-            tasks x stride (what reading at most ``stride`` results of one task
-            in a row needs), and with the default stride at least 8192 per
-            worker, computed at ``start``.
+            handed out, so at most ``buffer`` results exist at once. A buffer
+            given is kept as given. ``None``: tasks x stride (what reading at
+            most ``stride`` results of one task in a row needs), and with the
+            default stride at least 8192 per worker, computed at ``start``;
+            while the map runs it is lowered to hold at most about 64 MB of
+            results as measured (never below tasks x stride).
         ordered: ``True``: each task's results in input order (a quick result
             waits for the slower ones before it); ``False``: as they arrive.
         skip: What a ``next`` that times out does with the awaited position.
@@ -316,8 +324,9 @@ class IMap:
         chunksize: The most tasklets of one task sent to a worker in one
             message (a batch): a round trip costs more than a quick function,
             and a worker that dies loses only its batch. ``"auto"``: batches of
-            about 2 ms of work and at most 1 MB of arguments, as measured while
-            the map runs. ``1``: the lowest latency per item.
+            about 2 ms of a worker's time and at most 1 MB of arguments or
+            results, as measured while the map runs (one tasklet at a time
+            until the first measurement). ``1``: the lowest latency per item.
         retries: How often a batch whose worker died (a process, remote or
             executor worker) is run again before its items fail with
             ``WorkerLostError``.
@@ -889,7 +898,7 @@ class IMap:
                 bar = self._bars.get(task)
                 if bar is not None:
                     bar.update(1)
-        return got  # type: ignore[no-any-return]
+        return got
 
     def __iter__(self) -> TaskIterator:
         if not self._tasks:

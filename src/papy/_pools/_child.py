@@ -31,6 +31,7 @@ import os
 import pickle
 import signal
 from collections import deque
+from time import perf_counter as clock
 
 from .._serialize import safe_str, where
 
@@ -320,7 +321,6 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
     kept: deque[tuple[tuple[int, int], tuple[Any, ...], int]] = deque()
     kept_bytes = 0
     recv, send, loads = endpoint.recv, endpoint.send, pickle.loads
-    from time import perf_counter as clock
     while True:
         try:
             data = recv()

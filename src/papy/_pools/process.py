@@ -491,11 +491,9 @@ class ProcessPool:
                 pass
 
     def depth(self) -> int:
-        """Batches worth holding: what each worker may hold (``PREFETCH``, a remote
-        one ``PREFETCH_REMOTE``) and one more, ready to go."""
-        return sum(
-            (PREFETCH_REMOTE if w.link is not None else PREFETCH) + 1 for w in self._workers
-        )
+        """Batches worth holding: what each worker may hold (``PREFETCH``: one being
+        evaluated, one waiting; a remote one up to ``PREFETCH_REMOTE``)."""
+        return sum(PREFETCH_REMOTE if w.link is not None else PREFETCH for w in self._workers)
 
     def cost(self) -> tuple[float, float, float] | None:
         """``(seconds, argument bytes, result bytes)`` per tasklet as measured so far

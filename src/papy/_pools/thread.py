@@ -214,8 +214,8 @@ class ThreadPool:
         self._threads = []
 
     def depth(self) -> int:
-        """Batches worth holding: one being evaluated and two queued per thread."""
-        return 3 * self.size
+        """Batches worth holding: one being evaluated and one waiting per thread."""
+        return 2 * self.size
 
     def cost(self) -> tuple[float, float, float] | None:
         """``(seconds, argument bytes, result bytes)`` per tasklet as measured so far

@@ -66,6 +66,10 @@ class _Raised:
         self.exc = exc
 
 
+#: the Pipers connected to each IMap (the staged start lets them all in at once)
+_SHARING: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Piper]] = weakref.WeakKeyDictionary()
+
+
 def _is_fatal(exc: BaseException) -> bool:
     """Errors that break an IMap as a whole rather than one item."""
     return isinstance(exc, (SchedulerClosed, DeadlockError))
@@ -704,6 +708,7 @@ class Piper:
             if self.timeout is not None:
                 self.imap.skip = True
             self._task_ids = []
+            _SHARING.setdefault(self.imap, weakref.WeakSet()).add(self)
             for _ in range(self.spawn):
                 it = self.imap._add_task(self.worker, rows, timeout=self.timeout, share_input=True)
                 self._task_ids.append(it.task)
@@ -760,6 +765,11 @@ class Piper:
             self._open_gate()  # a linear Piper has nothing to wait for
         elif 2 in stages:
             self.imap.start()
+            # the original's stage 2 started the shared map's feeding for every
+            # Piper on it: those already started (stages 0 and 1) are let in too
+            for piper in list(_SHARING.get(self.imap, ())):
+                if piper.started:
+                    piper._open_gate()
             self._open_gate()
         self.log.debug("%r started (stages %s)", self, stages)
         return self
