@@ -1,6 +1,6 @@
 """Print papy's performance table: each row measured for papy and its peer in one run.
 
-    python benchmarks/report.py [--repeats 5] [--plot docs/chunksize.png]
+    python benchmarks/report.py [--repeats 5] [--plot docs/chunksize.png] [--work]
 
 Measurements alternate papy and peer and the table gives medians, so the
 ratios hold on a noisy machine. ``--plot`` also draws items/s against
@@ -47,12 +47,94 @@ def core_ratio(repeats: int) -> tuple[float, float]:
     return median_pair(repeats, lambda: run(_sched), lambda: run(_sched_py))
 
 
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """The median of ``values`` with their range: ``m (lo-hi)``."""
+    lo, hi, mid = min(values), max(values), statistics.median(values)
+    return f"{fmt.format(mid)} ({fmt.format(lo)}-{fmt.format(hi)})"
+
+
+def work_table(r: int) -> list[tuple[str, str, str, str, str]]:
+    """Issue 19's rows: each pair interleaved (papy, then the peer), ``r`` times."""
+    import multiprocessing
+
+    import work_aware as wa
+
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(label: str, mine: str, peer: str, ratio: str, target: str) -> None:
+        rows.append((label, mine, peer, ratio, target))
+        print(f"  {label}: {mine} | {peer} | {ratio}", flush=True)
+
+    for wt in ("process", "thread"):
+        firsts = [wa.papy_blocked_input_first(wt) for _ in range(r)]
+        row(f"{wt}: chained task, upstream input blocks after 2 items: first result",
+            spread(firsts, "{:.3f}") + " s", "nested Pool.imap: never (waits for the input's end)",
+            "", "<= 0.1 s")  # fmt: skip
+    firsts, totals = [], []
+    for _ in range(r):
+        pf, pt = w.papy_chain(w.n_items(200))
+        qf, qt = w.pool_chain(w.n_items(200))
+        firsts.append(pf / qf)
+        totals.append(pt / qt)
+    row("3 chained 5 ms tasks x 200, defaults vs nested Pool.imap: first result", "", "",
+        spread(firsts, "{:.3f}"), "<= 0.1")  # fmt: skip
+    row("3 chained 5 ms tasks x 200, defaults vs nested Pool.imap: total", "", "",
+        spread(totals), "<= 1.0")  # fmt: skip
+    for wt in ("process", "thread"):
+        grown = [wa.papy_paused_results_mb(wt, w.n_items(2000)) for _ in range(max(1, r // 2))]
+        row(f"{wt}: 1 MB results, consumer paused: parent RSS growth",
+            spread(grown, "{:.0f}") + " MB", "", "", "<= 256 MB")  # fmt: skip
+        grown = [wa.papy_big_inputs_mb(wt, w.n_items(400)) for _ in range(max(1, r // 2))]
+        row(f"{wt}: 1 MB inputs from a generator, consumer paused: parent RSS growth",
+            spread(grown, "{:.0f}") + " MB", "", "", "<= 256 MB")  # fmt: skip
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        row("numpy arrays", "numpy is not installed", "", "", "")
+    else:
+        with multiprocessing.Pool(w.WORKERS) as pool:
+            pool.map(w.square, range(4))
+            for mb, n in ((1, 400), (16, 40)):
+                mine_mb, peer_mb, rates = [], [], []
+                for _ in range(r):
+                    a_mb, a_rate = wa.papy_arrays(mb * wa.MB, w.n_items(n))
+                    b_mb, b_rate = wa.pool_arrays(mb * wa.MB, w.n_items(n), pool)
+                    mine_mb.append(a_mb)
+                    peer_mb.append(b_mb)
+                    rates.append(a_rate / b_rate)
+                ratio = statistics.median(mine_mb) / max(statistics.median(peer_mb), 1.0)
+                row(f"{mb} MB numpy arrays, defaults: parent RSS growth vs Pool.imap",
+                    spread(mine_mb, "{:.0f}") + " MB", spread(peer_mb, "{:.0f}") + " MB",
+                    f"{ratio:.2f}", "<= 4")  # fmt: skip
+                row(f"{mb} MB numpy arrays, defaults: throughput vs Pool.imap", "", "",
+                    spread(rates), ">= 1.0 (kept)")  # fmt: skip
+    for wt in ("process", "thread"):
+        late = [wa.papy_timeout_lateness(wt) * 1e3 for _ in range(r)]
+        row(f"{wt}: next(timeout=0.1) on a chain, every form: worst lateness",
+            spread(late, "{:.1f}") + " ms", "", "", "<= 50 ms")  # fmt: skip
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--plot", default=None, help="write the chunksize plot (PNG) here")
+    parser.add_argument(
+        "--work", action="store_true", help="only the rows of the work-aware defaults"
+    )
     opts = parser.parse_args()
     r = opts.repeats
+    if opts.work:
+        print(
+            f"# papy: work-aware defaults ({platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, {w.WORKERS} workers, {r} runs each)\n"
+        )
+        table = work_table(r)
+        print("| row | papy | peer | ratio (median, range) | target |")
+        print("|---|---|---|---|---|")
+        for cells in table:
+            print("| " + " | ".join(cells) + " |")
+        return 0
     n = w.n_items(100_000)
     rows: list[tuple[str, str, str, float, str]] = []
 

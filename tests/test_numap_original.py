@@ -154,21 +154,20 @@ def test_exception(worker_type, w_num):
 
 @pytest.mark.parametrize("worker_type", WORKER_TYPES)
 def test_unsorted_sorted(worker_type):
-    for stride in (1, 2, 10):
-        for workers in (1, 2, 10):
-            for ordered in (True, False):
-                inp = [0.5, 1.0, 2.0, 3.0, 4.0]  # naps of 0.2, 0.1, 0.05 ... s
-                imap = NuMap(
-                    worker_type=worker_type, ordered=ordered, stride=stride, worker_num=workers
-                )
-                imap.add_task(waiter, inp)
-                imap.start()
-                output = list(imap)
-                imap.stop()
-                if ordered or workers == 1 or stride == 1:
-                    assert output == inp, (stride, workers, ordered)
-                else:
-                    assert output != inp, (stride, workers, ordered)
+    for stride, workers in ((1, 1), (1, 3), (3, 1), (2, 2), (10, 10)):
+        for ordered in (True, False):
+            inp = [0.5, 1.0, 2.0, 3.0, 4.0]  # naps of 0.2, 0.1, 0.05 ... s
+            imap = NuMap(
+                worker_type=worker_type, ordered=ordered, stride=stride, worker_num=workers
+            )
+            imap.add_task(waiter, inp)
+            imap.start()
+            output = list(imap)
+            imap.stop()
+            if ordered or workers == 1 or stride == 1:
+                assert output == inp, (stride, workers, ordered)
+            else:
+                assert output != inp, (stride, workers, ordered)
 
 
 @pytest.mark.parametrize("worker_type", WORKER_TYPES)
