@@ -383,6 +383,8 @@ class Run:
         workers: int = 1,
         adaptive: bool = False,
         buffer_cap: int | None = None,
+        tracked: dict[int, dict[int, Any]] | None = None,
+        bars: dict[int, Any] | None = None,
     ) -> None:
         self.sched = sched
         self.pool = pool
@@ -415,6 +417,13 @@ class Run:
         self.grace = grace
         self.name = name
         self.single = len(inputs) == 1
+        # consuming: per task, results taken from the core a batch at a time and not
+        # returned yet (any consumer thread pops; the one that found it empty refills)
+        self.ready: list[deque[Any]] = [deque() for _ in inputs]
+        # {task: {index: result}} of the tasks tracked, and {task: progress bar}
+        # (the IMap's, as they were at start): written at hand-out
+        self.tracked = tracked if tracked is not None else {}
+        self.bars = bars if bars is not None else {}
         # feeding
         self.kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
         self.ended = [False] * len(inputs)
@@ -481,6 +490,8 @@ class Run:
             self.shut = True
         self._helper_stop.set()
         self.sched.close()
+        for ready in self.ready:  # what no consumer took is dropped with the map
+            ready.clear()
         self.waker.arm()
         self.waker.wake()
         for inp in self.inputs:
@@ -762,6 +773,80 @@ class Run:
                 self.drive_lock.release()
         elif self.helper_driving:
             self.waker.wake()  # the helper tops up
+
+    # -- consuming: the front door ---------------------------------------------------
+    def next(self, task: int, timeout: float | None) -> Any:
+        """The next result of ``task``, or raise: its item's exception (iteration can
+        go on), ``StopIteration`` at its end, and what ``take`` raises.
+
+        Results are taken from the core a batch at a time (up to ``chunk``) and
+        handed out one by one, to whichever consumer of the task asks first."""
+        ready = self.ready[task]
+        if ready:
+            return ready.popleft()
+        status, value = self._refill(task, timeout)
+        if status == _scheduler.RESULT:
+            return value
+        if status == _scheduler.FINISHED:
+            raise StopIteration
+        raise value
+
+    def outcome(self, task: int, timeout: float | None) -> tuple[bool, Any]:
+        """Like ``next``, but an item's exception is returned, not raised: ``(True,
+        result)`` or ``(False, exception)``; whatever is raised is not an item's."""
+        ready = self.ready[task]
+        if ready:
+            return True, ready.popleft()
+        status, value = self._refill(task, timeout)
+        if status == _scheduler.FINISHED:
+            raise StopIteration
+        return status == _scheduler.RESULT, value
+
+    def _refill(self, task: int, timeout: float | None) -> tuple[int, Any]:
+        """Take ``task``'s next batch (waiting at most ``timeout``): ``(status,
+        value)`` of its first result, the rest left in ``ready``."""
+        chunk = self.chunk
+        status, index, value = self.take(task, chunk if chunk > 1 else 0, timeout)
+        if status == _scheduler.RESULT and chunk > 1:
+            if self.tracked or self.bars:
+                self.handed(task, index, value)
+            ready = self.ready[task]
+            ready.extend(value)
+            return status, ready.popleft()
+        if status != _scheduler.FINISHED and (self.tracked or self.bars):
+            self.handed(task, index, (value,))
+        return status, value
+
+    def handed(self, task: int, first: int, values: Any) -> None:
+        """Results ``first``, ``first + 1``, ... of ``task`` were handed out: track them
+        and move its progress bar."""
+        tracked = self.tracked.get(task)
+        if tracked is not None:
+            for index, value in enumerate(values, first):
+                tracked[index] = value
+        bar = self.bars.get(task)
+        if bar is not None:
+            bar.update(len(values))
+
+    def drain(self, ends: list[int]) -> None:
+        """A graceful stop: read no more input, let what was read go through every task,
+        and hand out (to nobody: tracked only) the results of ``ends``, in turns of
+        ``stride``, until each ends (or the map is stopped, or a deadlock)."""
+        self.stopping = True
+        open_ends = list(ends)
+        while open_ends:
+            for task in list(open_ends):
+                self.ready[task].clear()  # handed out already
+                for _ in range(max(1, self.sched.stride)):
+                    try:
+                        status, index, value = self.take(task, 0, None)
+                    except (SchedulerClosed, RuntimeError):  # stopped, or a deadlock
+                        return
+                    if status == _scheduler.FINISHED:
+                        open_ends.remove(task)
+                        break
+                    if self.tracked or self.bars:
+                        self.handed(task, index, (value,))
 
     def take(self, task: int, n: int, timeout: float | None) -> tuple[int, int, Any]:
         """The consumer's front door: ``(status, index, value)`` of ``task``'s next

@@ -27,12 +27,12 @@ import copy
 import numbers
 import os
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from time import monotonic
 
 from . import _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
-from ._errors import SchedulerClosed
 from ._log import logger
 from ._pools import NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
 
@@ -208,13 +208,16 @@ class TaskIterator:
         block: The default ``block`` of ``next`` (``False``: never wait).
     """
 
-    __slots__ = ("_imap", "task", "timeout", "block", "__weakref__")
+    __slots__ = ("_imap", "task", "timeout", "block", "_ready", "__weakref__")
 
     def __init__(self, imap: IMap, task: int, timeout: float | None = None, block: bool = True):
         self._imap = imap
         self.task = task
         self.timeout = timeout
         self.block = block
+        # the running map's results of this task handed out with their batch and not
+        # returned yet (Run.ready[task], shared by every iterator of the task)
+        self._ready: deque[Any] = deque()
 
     @property
     def imap(self) -> IMap:
@@ -225,7 +228,39 @@ class TaskIterator:
         return self
 
     def __next__(self) -> Any:
-        return self._imap.next(self.timeout, self.task, self.block)
+        try:  # the common case: handed out with the last batch
+            return self._ready.popleft()
+        except IndexError:
+            pass
+        imap = self._imap
+        value = imap.next(self.timeout, self.task, self.block)
+        run = imap._run
+        if run is not None:  # (a run empties its deques when it stops)
+            self._ready = run.ready[self.task]
+        return value
+
+    def outcome(self, timeout: float | None = None) -> tuple[bool, Any]:
+        """The task's next outcome without raising an item's exception: ``(True,
+        result)``, or ``(False, exception)`` for an item whose function raised.
+
+        Args:
+            timeout: Seconds to wait at most; ``None``: the iterator's
+                ``timeout``.
+
+        Returns:
+            ``(ok, value)``. Whatever is raised is not an item's: ``StopIteration``
+            at the end, ``papy.TimeoutError``, ``papy.DeadlockError``, a stopped
+            map (``papy.SchedulerClosed``) ...
+        """
+        imap = self._imap
+        run = imap._run
+        if run is None:
+            raise RuntimeError("the IMap is not started; call start() first")
+        if timeout is None:
+            timeout = self.timeout
+        elif timeout is not None:
+            timeout = _check_timeout("timeout", timeout)
+        return run.outcome(self.task, 0.0 if not self.block else timeout)
 
     def next(self, timeout: float | None = None) -> Any:
         """The task's next result, with another timeout than the iterator's own.
@@ -799,9 +834,11 @@ class IMap:
             workers=self._workers,
             adaptive=self._default_stride and self._WEAVE_FOLLOWS_WORK and not shares,
             buffer_cap=buffer if self.buffer is None else None,
+            tracked=self.tracked,
+            bars=self._bars,
         )
         self._run = run
-        self._bars = {task: make() for task, make in self._bar_factories.items()}
+        self._bars.update((task, make()) for task, make in self._bar_factories.items())
         _live_runs.add(run)
         self._finalizer = weakref.finalize(self, run.shutdown, 0.2)
         run.start()
@@ -871,16 +908,6 @@ class IMap:
             papy.SchedulerClosed: Another thread stopped the map meanwhile.
             RuntimeError: The map is not started, or its helper thread failed.
         """
-        status, _index, value = self._outcome(timeout, task, block)
-        if status == _scheduler.RESULT:
-            return value
-        if status == _scheduler.FINISHED:
-            raise StopIteration
-        raise value
-
-    def _outcome(self, timeout: float | None, task: int, block: bool) -> tuple[int, int, Any]:
-        """``(status, index, value)`` of the next result of ``task`` (see ``next``):
-        an item's error is returned, not raised; anything raised is not an item's."""
         run = self._run
         if run is None:
             raise RuntimeError("the IMap is not started; call start() first")
@@ -890,15 +917,7 @@ class IMap:
             timeout = 0.0
         elif timeout is not None and (type(timeout) is not float or timeout < 0):
             timeout = _check_timeout("timeout", timeout)
-        got = run.take(task, 0, timeout)
-        if got[0] != _scheduler.FINISHED:  # the end is not a result
-            if self.tracked and task in self.tracked:
-                self.tracked[task][got[1]] = got[2]
-            if self._bars:
-                bar = self._bars.get(task)
-                if bar is not None:
-                    bar.update(1)
-        return got
+        return run.next(task, timeout)
 
     def __iter__(self) -> TaskIterator:
         if not self._tasks:
@@ -933,7 +952,7 @@ class IMap:
         try:
             if ends is not None and not forced:
                 ends = [self._check_task(t) for t in ends]
-                self._drain(run, ends)
+                run.drain(ends)
         finally:
             try:
                 self._last_stats = self._snapshot(run)
@@ -950,24 +969,6 @@ class IMap:
             bars, self._bars = self._bars, {}
             for bar in bars.values():
                 bar.close()
-
-    def _drain(self, run: Run, ends: list[int]) -> None:
-        """Read no more input; let what was read go through every task; discard
-        (or track) the results of ``ends``."""
-        run.stopping = True
-        open_ends = list(ends)
-        while open_ends:
-            for task in list(open_ends):
-                for _ in range(max(1, run.sched.stride)):
-                    try:
-                        status, index, value = run.take(task, 0, None)
-                    except (SchedulerClosed, RuntimeError):  # stopped, or a deadlock
-                        return
-                    if status == _scheduler.FINISHED:
-                        open_ends.remove(task)
-                        break
-                    if task in self.tracked:
-                        self.tracked[task][index] = value
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the map's counters, to see where the time goes.
@@ -1091,14 +1092,10 @@ def imap(
     make_bar = _progress_factory(progress, iterable, None)
     m = IMap(**options)
     m.add_task(func, iterable, args, kwargs, timeout=timeout)
-    bar = make_bar() if make_bar is not None else None
-    try:
-        m.start()
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        raise
-    return MapIterator(m, timeout, bar)
+    if make_bar is not None:
+        m._bar_factories[0] = make_bar  # made at start, closed at stop
+    m.start()
+    return MapIterator(m, timeout)
 
 
 class MapIterator(Iterator["Any"]):
@@ -1109,15 +1106,15 @@ class MapIterator(Iterator["Any"]):
     workers. A ``TimeoutError`` (``imap(timeout=...)``) does not end it: the
     map goes on, and the next ``next()`` waits again. ``stats()`` stays
     available afterwards, as the final snapshot.
+
     """
 
-    __slots__ = ("_imap", "_gen", "_timeout", "_bar")
+    __slots__ = ("_imap", "_gen", "_timeout")
 
-    def __init__(self, imap: IMap, timeout: float | None = None, bar: Any = None) -> None:
+    def __init__(self, imap: IMap, timeout: float | None = None) -> None:
         self._imap = imap
         self._timeout = timeout
-        self._bar = bar
-        self._gen = _generate(imap, timeout, bar)
+        self._gen = _generate(imap, timeout)
 
     def __iter__(self) -> MapIterator:
         return self
@@ -1127,13 +1124,13 @@ class MapIterator(Iterator["Any"]):
             return next(self._gen)
         except TimeoutError:
             if self._imap.started:  # a wait timed out: the map goes on
-                self._gen = _generate(self._imap, self._timeout, self._bar)
+                self._gen = _generate(self._imap, self._timeout)
             raise
 
     def close(self) -> None:
         """Stop the map now (as closing a generator does)."""
         self._gen.close()  # type: ignore[attr-defined]
-        _finish(self._imap, self._bar)
+        self._imap.stop()
 
     def stats(self) -> dict[str, Any]:
         """The map's ``IMap.stats()``: the final snapshot once the iteration ended."""
@@ -1145,13 +1142,7 @@ class MapIterator(Iterator["Any"]):
         return self._imap
 
 
-def _finish(m: IMap, bar: Any) -> None:
-    if bar is not None:
-        bar.close()
-    m.stop()
-
-
-def _generate(m: IMap, timeout: float | None, bar: Any) -> Iterator[Any]:
+def _generate(m: IMap, timeout: float | None) -> Iterator[Any]:
     """The generator behind ``imap``: hands out results a batch at a time; stops the
     map at the end, at the first failure, when closed or collected, but not when a
     wait times out (``MapIterator`` then starts a new one over the same map)."""
@@ -1159,24 +1150,26 @@ def _generate(m: IMap, timeout: float | None, bar: Any) -> Iterator[Any]:
     run = m._run
     if run is None:
         return
-    take = run.take
+    take, ready = run.take, run.ready[0]
     try:
+        while ready:  # left by next() on the map itself
+            yield ready.popleft()
         while True:
-            status, _index, value = take(0, run.chunk, timeout)
+            status, index, value = take(0, run.chunk, timeout)
             if status == RESULT:
-                if bar is not None:
-                    bar.update(len(value))
+                if run.bars:
+                    run.handed(0, index, value)
                 yield from value
             elif status == FINISHED:
-                _finish(m, bar)
+                m.stop()
                 return
             else:
-                if bar is not None:
-                    bar.update(1)
-                _finish(m, bar)
+                if run.bars:
+                    run.handed(0, index, (value,))
+                m.stop()
                 raise value
     except TimeoutError:  # a wait that timed out (an item's own one stopped the map)
         raise
     except BaseException:
-        _finish(m, bar)
+        m.stop()
         raise

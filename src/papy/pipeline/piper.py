@@ -348,21 +348,16 @@ class _Results:
 
     @staticmethod
     def _next_of_map(task: TaskIterator) -> Any:
-        from .. import _scheduler
         from .._errors import timeout_error_class
 
         while True:
             try:
-                status, _, value = task.imap._outcome(task.timeout, task.task, task.block)
+                ok, value = task.outcome()
             except timeout_error_class() as exc:
                 if getattr(exc, "index", None) is None:
                     continue  # no position was given up: wait on
                 return WorkerError(exc, function=_what(exc))  # that position is skipped
-            if status == _scheduler.RESULT:
-                return value
-            if status == _scheduler.FINISHED:
-                raise StopIteration
-            return _item_error(value)
+            return value if ok else _item_error(value)
 
 
 def _item_error(exc: BaseException) -> Any:
