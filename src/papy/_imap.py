@@ -517,7 +517,9 @@ class IMap:
         self.start_method = start_method
         self.deadlock_grace = deadlock_grace
         self._tasks: list[_Task] = []
-        self._payloads: dict[int, bytes] = {}
+        # task -> (func, args, kwargs) pickled at add_task, and whether that names
+        # __main__ by reference (only forked workers get it so; see TaskDef)
+        self._payloads: dict[int, tuple[bytes, bool]] = {}
         self._bar_factories: dict[int, Callable[[], Any]] = {}  # task -> makes its bar
         self._bars: dict[int, Any] = {}  # task -> its progress bar, while started
         self._last_stats: dict[str, Any] | None = None  # stats() of the last run, at stop
@@ -673,9 +675,12 @@ class IMap:
         task_id = len(self._tasks)
         args, kwargs = tuple(args), dict(kwargs)
         if self._remote or self.worker_type in NEEDS_PICKLE:
-            from ._serialize import dumps_function
+            from ._serialize import dumps_function, dumps_task
 
-            self._payloads[task_id] = dumps_function(func, args, kwargs)
+            if self._remote:  # remote servers never share this __main__
+                self._payloads[task_id] = (dumps_function(func, args, kwargs), False)
+            else:
+                self._payloads[task_id] = dumps_task(func, args, kwargs)
         self._tasks.append(
             _Task(func, iterable, args, kwargs, timeout, bool(block), bool(track), upstream)
         )
@@ -780,7 +785,7 @@ class IMap:
             n, self._stride, buffer, self.ordered, self.skip, self.deadlock_grace
         )
         defs = {
-            i: TaskDef(t.func, t.args, t.kwargs, self._payloads.get(i))
+            i: TaskDef(t.func, t.args, t.kwargs, *self._payloads.get(i, (None, False)))
             for i, t in enumerate(self._tasks)
         }
         pool = make_pool(

@@ -23,6 +23,7 @@ PROTOCOL = 5
 __all__ = [
     "dumps",
     "dumps_function",
+    "dumps_task",
     "dumps_portable",
     "loads",
     "format_tb",
@@ -65,6 +66,28 @@ def dumps_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         raise TypeError(
             f"func {func!r} and its args/kwargs cannot be pickled for process workers: {exc}"
         ) from exc
+
+
+def dumps_task(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bytes, bool]:
+    """Pickle a task's function and constant arguments once, by reference if plain
+    pickle can: ``(payload, refers_to_main)``.
+
+    ``refers_to_main``: the payload names something of ``__main__`` by
+    reference, which only a worker forked from this process is sure to find
+    (``TaskDef.portable`` then pickles it by value for the others). What plain
+    pickle refuses (lambdas, closures) goes by value (cloudpickle) at once.
+    """
+    obj = (func, args, kwargs)
+    try:
+        return _dumps_refusing_main(obj), False
+    except _DefinedInMain:
+        try:
+            return pickle.dumps(obj, PROTOCOL), True
+        except Exception:  # noqa: BLE001 - by value, below
+            pass
+    except Exception:  # noqa: BLE001 - by value, below
+        pass
+    return dumps_function(func, args, kwargs), False
 
 
 def dumps_portable(obj: Any) -> bytes:

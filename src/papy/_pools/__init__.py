@@ -73,11 +73,25 @@ class Sink:
             self.waker.wake()
 
 
-class TaskDef(namedtuple("TaskDef", "func args kwargs payload")):
+class TaskDef(namedtuple("TaskDef", "func args kwargs payload refers_to_main", defaults=(False,))):
     """One task as a pool sees it: ``func``, its constant ``args`` and ``kwargs``,
-    and ``payload``, the three pickled once (for pools that pickle) or None."""
+    and ``payload``, the three pickled once (for pools that pickle) or None.
+
+    ``refers_to_main``: the payload names something of ``__main__`` by reference,
+    which only a worker forked from this process is sure to find (fast: no
+    cloudpickle); ``portable()`` is what any other worker gets.
+    """
 
     __slots__ = ()
+
+    def portable(self) -> bytes:
+        """The payload for a worker that is not a fork of this process (spawn,
+        forkserver, a remote server, an executor): by value where needed."""
+        if self.payload is not None and not self.refers_to_main:
+            return self.payload  # type: ignore[no-any-return]
+        from .._serialize import dumps_function
+
+        return dumps_function(self.func, self.args, self.kwargs)
 
 
 if TYPE_CHECKING:

@@ -380,8 +380,9 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
 def main(requests: Any, replies: Any, lifeline: Any = None, death_signal: int = -1) -> None:
     """Entry point of a local worker process.
 
-    ``requests``/``replies`` are the worker's ends of its two pipes
-    (``multiprocessing.connection.Connection``); ``lifeline`` is the read end
+    ``requests``/``replies`` are the worker's ends of its two pipes (file
+    descriptors in a forked worker, ``multiprocessing.connection.Connection``
+    objects otherwise); ``lifeline`` is the read end
     of a pipe that only the parent holds open for writing: when it reads EOF
     the parent is gone, and the worker exits even if it is busy in a function.
     ``death_signal`` >= 0 asks Linux to kill the worker when its parent dies
@@ -392,12 +393,17 @@ def main(requests: Any, replies: Any, lifeline: Any = None, death_signal: int = 
 
     if death_signal >= 0:
         set_death_signal(death_signal)
-    watch_parent(lifeline.fileno() if lifeline is not None else -1)
+    watch_parent(_fileno(lifeline) if lifeline is not None else -1)
     # papy stops its workers itself: a task's function may start processes of its own
     import multiprocessing
 
     multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
-    serve(_Endpoint(requests.fileno(), replies.fileno()))
+    serve(_Endpoint(_fileno(requests), _fileno(replies)))
+
+
+def _fileno(end: Any) -> int:
+    """A pipe end as a forked worker inherits it (an int) or as spawn passes it."""
+    return end if isinstance(end, int) else int(end.fileno())
 
 
 def _evaluate_tasklets(

@@ -36,7 +36,6 @@ from .._errors import SerializationError, WorkerLostError
 from .._serialize import (
     PROTOCOL,
     dumps,
-    dumps_function,
     located_tb,
     revive,
     where,
@@ -162,12 +161,7 @@ class ExecutorPool:
         self._deliver = sink.put_many
         self._waker = waker
         if not self._direct:
-            self._payloads = {
-                task: d.payload
-                if d.payload is not None
-                else dumps_function(d.func, d.args, d.kwargs)
-                for task, d in tasks.items()
-            }
+            self._payloads = {task: d.portable() for task, d in tasks.items()}
         self._thread = threading.Thread(target=self._collect, name=f"{name}-executor", daemon=True)
         self._thread.start()
 

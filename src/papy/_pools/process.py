@@ -229,7 +229,9 @@ class ProcessPool:
         self._n_pending = 0  # tasklets in _pending
         self._poll = select.poll()
         self._fds: dict[int, tuple[_Worker, int]] = {}  # fd -> (worker, role)
-        self._defs_msg = b""
+        self._defs_msg = b""  # the tasks' definitions, as a forked worker gets them
+        self._portable_msg: bytes | None = None  # as any other worker gets them (b"": to make)
+        self._tasks: TaskDefs = {}
         self._sched: Any = None
         self._waker: Waker | None = None
         self._name = "papy"
@@ -246,8 +248,11 @@ class ProcessPool:
     # -- lifecycle ------------------------------------------------------------
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         """Start the workers; each gets the pickled task definitions first."""
+        self._tasks = tasks
         payloads = {task: d.payload for task, d in tasks.items()}
         self._defs_msg = pickle.dumps((TASKS, payloads), PROTOCOL)
+        if any(d.refers_to_main for d in tasks.values()):
+            self._portable_msg = b""  # made when a worker that is not forked needs it
         self._sched = sink.sched
         self._waker = waker
         self._name = name
@@ -279,9 +284,11 @@ class ProcessPool:
         return multiprocessing.get_context(method)
 
     def _spawn(self, w: _Worker) -> None:
-        """Start a fresh worker in ``w``'s place and queue the task definitions for it."""
-        from multiprocessing.connection import Connection
+        """Start a fresh worker in ``w``'s place and queue the task definitions for it.
 
+        A forked worker inherits its ends of the pipes as they are; for spawn and
+        forkserver they travel as ``multiprocessing.connection.Connection`` objects
+        (imported only then: it is a tenth of a map's start-up)."""
         ctx = self._context()
         method = ctx.get_start_method()
         req_r, req_w = os.pipe()
@@ -290,8 +297,15 @@ class ProcessPool:
         raise_pipe_size(req_w)
         raise_pipe_size(rep_w)
         lifeline = os.dup(self._lifeline_r)
-        child_ends = (Connection(req_r, writable=False), Connection(rep_w, readable=False))
-        life = Connection(lifeline, writable=False)
+        child_ends: tuple[Any, ...]
+        if method == "fork":
+            child_ends = (req_r, rep_w)
+            life: Any = lifeline
+        else:
+            from multiprocessing.connection import Connection
+
+            child_ends = (Connection(req_r, writable=False), Connection(rep_w, readable=False))
+            life = Connection(lifeline, writable=False)
         # the kernel's parent-death signal binds to the creating thread: use it only
         # when that thread lives as long as the process (or a forkserver creates)
         if method == "forkserver":
@@ -314,14 +328,26 @@ class ProcessPool:
                 os.close(fd)
             raise
         finally:
-            for conn in (*child_ends, life):
-                conn.close()
+            for end in (*child_ends, life):
+                if isinstance(end, int):
+                    os.close(end)
+                else:
+                    end.close()
         w.proc = proc
         w.sentinel = proc.sentinel
         w.fresh(PipeChannel(rep_r, req_w))
-        w.channel.send(self._defs_msg)
+        w.channel.send(self._defs_msg if method == "fork" else self._portable_defs())
         self._watch(w)
         self._flush(w)
+
+    def _portable_defs(self) -> bytes:
+        """The TASKS message for a worker that is not a fork of this process."""
+        if self._portable_msg is None:
+            return self._defs_msg
+        if not self._portable_msg:
+            payloads = {task: d.portable() for task, d in self._tasks.items()}
+            self._portable_msg = pickle.dumps((TASKS, payloads), PROTOCOL)
+        return self._portable_msg
 
     def _attach(self, w: _Worker, streaming: bool = False) -> None:
         """Switch ``w``'s connection to papy's server over to framed messages."""
@@ -949,8 +975,6 @@ def _terminate(proc: Any) -> None:
 
 def _wait_for_exit(procs: list[Any], timeout: float) -> None:
     """Wait until every process in ``procs`` has exited, at most ``timeout`` seconds."""
-    from multiprocessing.connection import wait
-
     deadline = monotonic() + timeout
     while True:
         alive = []
@@ -963,4 +987,10 @@ def _wait_for_exit(procs: list[Any], timeout: float) -> None:
         remaining = deadline - monotonic()
         if not alive or remaining <= 0:
             return
-        wait(alive, remaining)
+        poll = select.poll()  # a sentinel becomes readable when its process exits
+        for fd in alive:
+            poll.register(fd, _POLLIN)
+        try:
+            poll.poll(max(1, int(remaining * 1000)))
+        except InterruptedError:
+            pass

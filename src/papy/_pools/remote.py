@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._errors import PapyError, SerializationError, TaskletAbortedError, WorkerLostError
-from .._serialize import PROTOCOL, dumps, dumps_function, revive
+from .._serialize import PROTOCOL, dumps, revive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -410,10 +410,7 @@ def open_links(
     import_rpyc()  # here, not in the connecting threads: the error names what to install
     ctx = ssl_context(ssl_options) if ssl_options is not None else None
     server_hostname = (ssl_options or {}).get("server_hostname")
-    payloads = {
-        task: d.payload if d.payload is not None else dumps_function(d.func, d.args, d.kwargs)
-        for task, d in tasks.items()
-    }
+    payloads = {task: d.portable() for task, d in tasks.items()}
     slots = [(host, port) for host, port, n in remote for _ in range(n)]
     links: list[Link | None] = [None] * len(slots)
     errors: list[BaseException | None] = [None] * len(slots)
