@@ -144,3 +144,47 @@ def test_import_time(benchmark, module):
     benchmark.group = "import"
     seconds = benchmark.pedantic(w.import_time, args=(module, 5), rounds=1, iterations=1)
     benchmark.extra_info["seconds"] = seconds
+
+
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_task_api(benchmark, worker_type):
+    """The IMap object API (iterate the task) next to papy.imap, chunksize 64."""
+    benchmark.group = f"{worker_type}-task-api"
+    rate = benchmark.pedantic(
+        w.papy_task_rate, args=(worker_type, 10 * N), kwargs={"chunksize": 64}, rounds=3
+    )
+    assert rate > 0
+
+
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_defaults_vs_tuned_pool_with_startup(benchmark, worker_type):
+    benchmark.group = f"{worker_type}-defaults-vs-pool-1000"
+    rate = benchmark.pedantic(w.pool_started_rate, args=(worker_type, N, 1000), rounds=3)
+    assert rate > 0
+
+
+def test_sum_papy(benchmark):
+    benchmark.group = "process-chunk64-sum"
+    rate = benchmark.pedantic(
+        w.papy_sum_rate, args=("process", 10 * N), kwargs={"chunksize": 64}, rounds=3
+    )
+    assert rate > 0
+
+
+def test_sum_floor(benchmark):
+    benchmark.group = "process-chunk64-sum"
+    rate = benchmark.pedantic(w.pipe_echo_rate, args=(10 * N, 64), rounds=3)
+    assert rate > 0
+
+
+@pytest.mark.parametrize("kind", ["papy", "pool"])
+def test_import_to_first_result(benchmark, kind):
+    benchmark.group = "first-result"
+    seconds = benchmark.pedantic(w.first_result, args=(kind,), rounds=3)
+    benchmark.extra_info["seconds"] = seconds
+
+
+def test_speedup_1ms_items(benchmark):
+    benchmark.group = "1ms-items"
+    speedup = benchmark.pedantic(w.speedup_1ms, args=(w.n_items(3000),), rounds=3)
+    benchmark.extra_info["speedup"] = speedup

@@ -150,48 +150,69 @@ def main() -> int:
     # memory first, while this process is small
     mine_mem = w.papy_memory(w.n_items(20_000))
     peer_mem = w.pool_memory(w.n_items(20_000))
+    big = 10 * n
     with w.make_pool("thread") as tpool, w.make_pool("process") as ppool:
         ppool.map(w.square, range(10))
         pools = {"thread": tpool, "process": ppool}
         peer_name = {"thread": "ThreadPool.imap", "process": "Pool.imap"}
-        # process, chunksize 64, and the raw echo floor in the same run
-        big = 10 * n
-        mine, peer = median_pair(
-            r,
-            lambda: w.papy_rate("process", big, chunksize=64),
-            lambda: w.pool_rate("process", big, ppool, 64),
-        )
-        echo = statistics.median(w.pipe_echo_rate(big, 64) for _ in range(r))
-        add("process, chunksize 64 vs Pool.imap(chunksize=64)", mine, peer, "items/s", ">= 1.3")
-        add("process, chunksize 64 vs a raw two-worker pipe echo", mine, echo, "items/s", ">= 0.6")
-        for wt in ("thread", "process"):
+        for wt in ("process", "thread"):
             pool = pools[wt]
-            if wt == "thread":
-                mine, peer = median_pair(
-                    r,
-                    lambda: w.papy_rate(wt, big, chunksize=64),
-                    lambda: w.pool_rate(wt, big, pool, 64),
-                )
-                add(f"thread, chunksize 64 vs {peer_name[wt]}(chunksize=64)", mine, peer,
-                    "items/s", ">= 1.0")  # fmt: skip
-            rule = w.pool_rule_chunksize(big)
+            # the seed's API next to papy.imap, same options
             mine, peer = median_pair(
-                r, lambda: w.papy_rate(wt, big), lambda: w.pool_rate(wt, big, pool, rule)
+                r,
+                lambda: w.papy_task_rate(wt, big, chunksize=64),
+                lambda: w.papy_rate(wt, big, chunksize=64),
             )
-            add(f"{wt}, chunksize='auto' vs {peer_name[wt]} with Pool.map's chunksize rule",
-                mine, peer, "items/s", ">= 1.0")  # fmt: skip
+            add(f"{wt}: IMap object API (iterate the task) vs papy.imap, chunksize 64",
+                mine, peer, "items/s", ">= 0.95")  # fmt: skip
+            # defaults against a peer tuned by hand, start-up in both
+            mine, peer = median_pair(
+                r, lambda: w.papy_defaults_rate(wt, n), lambda: w.pool_started_rate(wt, n, 1000)
+            )
+            add(f"{wt}: papy.imap(f, range({n:,})) defaults vs {peer_name[wt]}(chunksize=1000), "
+                "start-up in both", mine, peer, "items/s", ">= 1.0")  # fmt: skip
+            # defaults against the peer's own best rule (its pool already started)
+            rule = w.pool_rule_chunksize(4 * n)
+            mine, peer = median_pair(
+                r,
+                lambda: w.papy_defaults_rate(wt, 4 * n),
+                lambda: w.pool_rate(wt, 4 * n, pool, rule),
+            )
+            add(f"{wt}: defaults, {4 * n:,} items, vs {peer_name[wt]} with Pool.map's chunksize "
+                "rule (peer started beforehand)", mine, peer, "items/s", ">= 1.0")  # fmt: skip
+            mine, peer = median_pair(
+                r,
+                lambda: w.papy_rate(wt, big, chunksize=64),
+                lambda: w.pool_rate(wt, big, pool, 64),
+            )
+            add(f"{wt}: chunksize 64 vs {peer_name[wt]}(chunksize=64)", mine, peer, "items/s",
+                ">= 1.0")  # fmt: skip
+            mine, peer = median_pair(
+                r,
+                lambda: w.papy_rate(wt, big, chunksize=64, buffer=512),
+                lambda: w.pool_rate(wt, big, pool, 64),
+            )
+            add(f"{wt}: chunksize 64, buffer 512 vs {peer_name[wt]}(chunksize=64)", mine, peer,
+                "items/s", ">= 1.0")  # fmt: skip
             mine, peer = median_pair(
                 r, lambda: w.papy_defaults_rate(wt, n), lambda: w.pool_rate(wt, n, pool, 1)
             )
-            add(f"{wt}, defaults: papy.imap(f, it) vs {peer_name[wt]}(f, it)", mine, peer,
+            add(f"{wt}: defaults: papy.imap(f, it) vs {peer_name[wt]}(f, it)", mine, peer,
                 "items/s", ">= 1.0")  # fmt: skip
             mine, peer = median_pair(
                 r,
                 lambda: w.papy_rate(wt, n, chunksize=1, buffer=64),
                 lambda: w.pool_rate(wt, n, pool, 1),
             )
-            add(f"{wt}, chunksize 1, buffer 64 vs {peer_name[wt]}(chunksize=1)", mine, peer,
+            add(f"{wt}: chunksize 1, buffer 64 vs {peer_name[wt]}(chunksize=1)", mine, peer,
                 "items/s", ">= 2.0" if wt == "process" else ">= 1.2")  # fmt: skip
+        # the floor: no scheduling, no per-item Python code on either side
+        mine, echo = median_pair(
+            r, lambda: w.papy_sum_rate("process", big, chunksize=64),
+            lambda: w.pipe_echo_rate(big, 64),
+        )  # fmt: skip
+        add("process: sum(papy.imap(..., chunksize=64)) vs a raw two-worker pipe echo "
+            "summing each chunk", mine, echo, "items/s", ">= 0.8")  # fmt: skip
         # 10 kB in and out: the best of a few settings on each side
         items = w.payloads(w.n_items(20_000))
         for wt in ("process", "thread"):
@@ -210,6 +231,36 @@ def main() -> int:
             )
             add(f"{wt}, 10 kB in and out, best setting of each", best_mine, best_peer,
                 "items/s", ">= 1.0")  # fmt: skip
+    # start-up: import to the first result, fresh interpreters, alternating
+    firsts, pfirsts = [], []
+    for _ in range(max(5, 2 * r)):
+        firsts.append(w.first_result("papy"))
+        pfirsts.append(w.first_result("pool"))
+    f, pf = statistics.median(firsts), statistics.median(pfirsts)
+    rows.append(
+        (
+            "import to the first result of a 10-item map, fresh interpreter "
+            f"(median of {len(firsts)}; papy {min(firsts) * 1e3:.1f}-{max(firsts) * 1e3:.1f} ms, "
+            f"Pool {min(pfirsts) * 1e3:.1f}-{max(pfirsts) * 1e3:.1f} ms)",
+            f"{f * 1e3:.1f} ms",
+            f"{pf * 1e3:.1f} ms",
+            f / pf,
+            "<= 1.0",
+        )
+    )
+    print(f"  first result: {f * 1e3:.1f} vs {pf * 1e3:.1f} ms", flush=True)
+    speedups = sorted(w.speedup_1ms(w.n_items(3000)) for _ in range(max(8, 2 * r)))
+    rows.append(
+        (
+            f"1 ms CPU items x {w.n_items(3000):,}, defaults: speed-up over serial, "
+            f"every run ({', '.join(f'{x:.2f}' for x in speedups)})",
+            f"{min(speedups):.2f} (lowest)",
+            "serial",
+            min(speedups),
+            ">= 1.7 in every run",
+        )
+    )
+    print(f"  1 ms items: speed-ups {speedups}", flush=True)
     # chains, with the defaults
     for k in (2, 4, 8):
         firsts, totals, pfirsts, ptotals = [], [], [], []

@@ -67,6 +67,98 @@ def papy_rate(worker_type: str, n: int, **options: Any) -> float:
     return _rate(n, run)
 
 
+def papy_sum_rate(worker_type: str, n: int, **options: Any) -> float:
+    """items/s of ``sum(papy.imap(square, range(n), ...))`` (no per-item Python code
+    in the consumer, as the raw floor)."""
+    expected = sum(x * x for x in range(n))
+
+    def run() -> int:
+        got = sum(
+            papy.imap(square, range(n), worker_type=worker_type, worker_num=WORKERS, **options)
+        )
+        assert got == expected
+        return n
+
+    return _rate(n, run)
+
+
+def papy_task_rate(worker_type: str, n: int, **options: Any) -> float:
+    """items/s of the IMap object API: ``m.add_task(f, it)``, ``start()``, iterate the task."""
+
+    def run() -> int:
+        count = 0
+        with papy.IMap(worker_type=worker_type, worker_num=WORKERS, **options) as m:
+            task = m.add_task(square, range(n))
+            m.start()
+            for _ in task:
+                count += 1
+        return count
+
+    return _rate(n, run)
+
+
+def pool_started_rate(worker_type: str, n: int, chunksize: int) -> float:
+    """items/s of ``Pool(2).imap(f, it, chunksize)``, the pool's start-up included."""
+
+    def run() -> int:
+        count = 0
+        with make_pool(worker_type) as pool:
+            for _ in pool.imap(square, range(n), chunksize=chunksize):
+                count += 1
+        return count
+
+    return _rate(n, run)
+
+
+def first_result(kind: str) -> float:
+    """Seconds from ``import papy`` (or ``multiprocessing``) to the first result of a
+    10-item map, in a fresh interpreter (bytecode caches warm), as a script runs it."""
+    if kind == "papy":
+        body = (
+            "import papy\n"
+            "def sq(x): return x * x\n"
+            "if __name__ == '__main__':\n"
+            "    it = papy.imap(sq, range(10)); next(it)\n"
+        )
+    else:
+        body = (
+            "import multiprocessing\n"
+            "def sq(x): return x * x\n"
+            "if __name__ == '__main__':\n"
+            "    p = multiprocessing.Pool(2); it = p.imap(sq, range(10)); next(it)\n"
+        )
+    code = (
+        "import time; _t0 = time.perf_counter()\n" + body + "    print(time.perf_counter() - _t0)\n"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "first.py")
+        with open(path, "w") as f:
+            f.write(code)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        out = subprocess.run(
+            [sys.executable, path], capture_output=True, text=True, check=True, env=env
+        ).stdout
+    return float(out.split()[-1])
+
+
+def burn1(x: Any) -> Any:
+    return burn(x, 1.0)
+
+
+def speedup_1ms(n: int = 3000) -> float:
+    """Serial time over ``papy.imap`` time (defaults) for ``n`` items of 1 ms of CPU."""
+    t0 = time.perf_counter()
+    for x in range(n):
+        burn1(x)
+    serial = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    count = sum(1 for _ in papy.imap(burn1, range(n), worker_num=WORKERS))
+    assert count == n
+    return serial / (time.perf_counter() - t0)
+
+
 def pool_rate(worker_type: str, n: int, pool: Any, chunksize: int = 1) -> float:
     def run() -> int:
         count = 0
@@ -196,8 +288,9 @@ def _echo_worker(rfd: int, wfd: int) -> None:
 
 def pipe_echo_rate(n: int, chunksize: int = 64) -> float:
     """items/s of the simplest correct design: one parent thread sends pickled chunks to
-    two forked workers over pipes (two chunks in flight each) and reads their replies.
-    No scheduling, no buffer, no error handling: the floor papy is measured against."""
+    two forked workers over pipes (two chunks in flight each) and reads their replies,
+    summing each chunk with ``sum``. No scheduling, no buffer, no error handling, no
+    per-item Python code: the floor papy is measured against."""
     import pickle
     import select
     import struct
@@ -217,7 +310,7 @@ def pipe_echo_rate(n: int, chunksize: int = 64) -> float:
         chunks = (list(range(i, min(i + chunksize, n))) for i in range(0, n, chunksize))
         inflight = {rep_r: 0 for _, _, rep_r in workers}
         bufs = {rep_r: b"" for _, _, rep_r in workers}
-        count = 0
+        count = total = 0
         exhausted = False
 
         def send(req_w: int, rep_r: int) -> bool:
@@ -242,8 +335,9 @@ def pipe_echo_rate(n: int, chunksize: int = 64) -> float:
                     (size,) = struct.unpack_from("<I", buf)
                     if len(buf) < 4 + size:
                         break
-                    for _ in pickle.loads(buf[4 : 4 + size]):
-                        count += 1
+                    values = pickle.loads(buf[4 : 4 + size])
+                    total += sum(values)
+                    count += len(values)
                     buf = buf[4 + size :]
                     inflight[rep_r] -= 1
                     if not exhausted:
