@@ -219,13 +219,18 @@ class CoreEquivalence(RuleBasedStateMachine):
     def try_values(self, task: int, n: int) -> None:
         self.both("try_values", self.task(task), n)
 
-    @rule(task=TASK, ahead=st.integers(0, 3) | st.sampled_from([-1, None, 1.0]))
-    def timed_out(self, task: int, ahead: Any) -> None:
+    @rule(
+        task=TASK,
+        ahead=st.integers(0, 3) | st.sampled_from([-1, None, 1.0]),
+        skip=st.sampled_from([None, True, False]),
+    )
+    def timed_out(self, task: int, ahead: Any, skip: Any) -> None:
         """A driver's wait timed out: the core skips (or not: a position past the
-        submitted ones only if the feeder says it exists) and builds the error."""
+        submitted ones only if the feeder says it exists; the task's own skip, or
+        the map's) and builds the error."""
         task = self.task(task)
-        got_c = outcome(self.c.timed_out, task, 0.0, ahead)
-        got_py = outcome(self.py.timed_out, task, 0.0, ahead)
+        got_c = outcome(self.c.timed_out, task, 0.0, ahead, skip)
+        got_py = outcome(self.py.timed_out, task, 0.0, ahead, skip)
         if got_c[0] == got_py[0] == "ok":
             got_c = ("ok", (type(got_c[1]), str(got_c[1]), got_c[1].index))
             got_py = ("ok", (type(got_py[1]), str(got_py[1]), got_py[1].index))

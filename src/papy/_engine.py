@@ -301,7 +301,7 @@ class ChainedInput:
     same position downstream) or waited for further.
     """
 
-    __slots__ = ("_sched", "upstream", "_timeout", "_tracked", "_since", "known_ahead")
+    __slots__ = ("_sched", "upstream", "_timeout", "_tracked", "_since", "timed_out")
     chained = True
     read_ahead = False
 
@@ -313,8 +313,8 @@ class ChainedInput:
         self._timeout = timeout
         self._tracked = tracked
         self._since = -1.0  # since when a read found nothing (for the timeout)
-        # (set by the Run) positions of a task past its submitted ones that exist
-        self.known_ahead: Any = lambda task: 0
+        # (set by the Run) the TimeoutError of a wait for a task (Run.timed_out)
+        self.timed_out: Any = lambda task, timeout: sched.timed_out(task, timeout)
 
     def read(self, n: int, stopping: bool) -> tuple[list[Any], bool]:
         RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
@@ -343,8 +343,7 @@ class ChainedInput:
                 self._since = now
             elif now - self._since >= self._timeout:
                 self._since = now
-                up = self.upstream
-                err = self._sched.timed_out(up, self._timeout, self.known_ahead(up))
+                err = self.timed_out(self.upstream, self._timeout)
                 if getattr(err, "index", None) is not None:  # that position is gone
                     out.append(Failed(err))
         return out, False
@@ -361,13 +360,56 @@ class ChainedInput:
         pass
 
 
+class _Drive:
+    """The drive protocol, as a context manager: one thread at a time drives a map
+    (feeds it, pumps its pool's I/O); see ``Run.drive``."""
+
+    __slots__ = ("run", "helper", "nothing_to_feed")
+
+    def __init__(self, run: Run, helper: bool) -> None:
+        self.run = run
+        self.helper = helper
+        self.nothing_to_feed = False  # (refill) consumers need not refill before a drive
+
+    def __enter__(self) -> _Drive:
+        run = self.run
+        run.driver = threading.get_ident()
+        if self.helper:
+            run.helper_driving = True
+            run.handover = False
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        run = self.run
+        if self.helper:
+            run.helper_driving = False
+            run.handover = False
+        run.driver = 0
+        run.last_drive = monotonic()
+        run.refill_level = -1 if self.nothing_to_feed else run._refill_level
+        run.drive_lock.release()
+        if run.waiting:
+            run.sched.poke()  # a waiting consumer may take the drive now
+
+
 class Run:
     """State of one started run, shared by the IMap, its consumers and its helper.
 
-    Who writes what: the attributes under "feeding" and the measurements are
-    written only by the thread that holds ``drive_lock`` (a consumer or the
-    helper); ``stopping`` by ``IMap.stop``; ``shut`` under ``lock``; the
-    scheduler and the pool guard their own state.
+    Who writes what (everything else is set here and only read):
+
+    * the **driving thread** (a consumer waiting for a result, or the helper;
+      one at a time, ``drive_lock``, see ``drive``): the feeding state
+      (``kept``, ``ended``, ``feeder_waiting``), the measurements and what
+      follows them (``chunk``, ``probing``, ``item_time``, ``item_bytes``,
+      ``result_bytes``, ``_cost``), ``driver``, ``last_drive``,
+      ``refill_level``, ``helper_driving``;
+    * **consumers**: ``ready`` (the one that finds it empty refills it, any
+      pops), ``waiting`` and ``consumer_wait`` (approximate counters),
+      ``handover`` (asks the helper to stop driving; the helper resets it);
+    * ``IMap.stop``: ``stopping``; ``shutdown``: ``shut`` (under ``lock``);
+    * the **helper thread**: ``failure`` (why it failed, if it did);
+    * the scheduler and the pool guard their own state; the input threads
+      write their own ``ThreadedInput``.
     """
 
     def __init__(
@@ -385,79 +427,94 @@ class Run:
         buffer_cap: int | None = None,
         tracked: dict[int, dict[int, Any]] | None = None,
         bars: dict[int, Any] | None = None,
+        skips: list[bool | None] | None = None,
     ) -> None:
+        # -- set here, then only read --------------------------------------------
         self.sched = sched
         self.pool = pool
-        self.waker = waker
+        self.waker = waker  # interrupts the driving thread's wait (pool.pump)
         self.inputs = inputs
         self.workers = max(1, workers)
+        self.grace = grace  # deadlock_grace
+        self.name = name
+        self.single = len(inputs) == 1
+        self.started = monotonic()
         # chunksize='auto': ``chunk`` follows the measured cost of an item, up to
-        # ``chunk_cap``; until the pool has measured one, few tasklets go out (a probe).
+        # ``chunk_cap``; until the pool has measured one, few tasklets go out (a probe)
         self.auto = auto
         self.chunk_cap = chunk
         self.measures = getattr(pool, "cost", None) is not None
-        self.chunk = chunk if not auto else (1 if self.measures else min(chunk, 16))
-        self.probing = auto and self.measures
         self.probe_limit = 4 * self.workers
         # batches the pool can usefully hold (None: it does not say)
         depth = getattr(pool, "depth", None)
         self.depth: int | None = depth() if depth is not None else None
-        # The default stride: the weave follows the work (a turn is one batch per
-        # worker; a task with nothing ready gives its turn up). An explicit stride
-        # keeps the exact weave.
+        # the default stride: the weave follows the work (a turn is one batch per
+        # worker; a task with nothing ready gives its turn up); a given one is exact
         self.adaptive = adaptive
-        # The default buffer: a count, lowered to hold at most MAX_PENDING_BYTES
-        # (None: the buffer was given, it stays as it is).
+        # the default buffer: a count, lowered to hold at most MAX_PENDING_BYTES
+        # (None: the buffer was given, it stays as it is)
         self.buffer_cap = buffer_cap
-        # measured by the pool (and the read-ahead threads), per tasklet
-        self.item_time = -1.0  # seconds of a worker's time (-1: not yet)
-        self.item_bytes = 0.0  # bytes of an argument (0: not yet)
-        self.result_bytes = 0.0  # bytes of a result (0: not yet)
-        self._cost: Any = None  # the pool's last measurements, as taken
-        self.grace = grace
-        self.name = name
-        self.single = len(inputs) == 1
-        # consuming: per task, results taken from the core a batch at a time and not
-        # returned yet (any consumer thread pops; the one that found it empty refills)
-        self.ready: list[deque[Any]] = [deque() for _ in inputs]
+        # the weave that follows the work never has turns longer than the count of
+        # the buffer allows for every task (tasks x stride <= buffer)
+        self.stride_max = max(1, (buffer_cap or sched.buffer) // len(inputs))
         # {task: {index: result}} of the tasks tracked, and {task: progress bar}
         # (the IMap's, as they were at start): written at hand-out
         self.tracked = tracked if tracked is not None else {}
         self.bars = bars if bars is not None else {}
-        # feeding
-        self.kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
-        self.ended = [False] * len(inputs)
-        self.feeder_waiting = False
-        self.stopping = False  # stop(ends=...): end the inputs, finish what was read
-        self.failure: BaseException | None = None  # why the helper failed, if it did
-        self.shut = False
+        # per task: does a timeout give the awaited position up (None: the map's skip)
+        self.skips = skips if skips is not None else [None] * len(inputs)
+        # the inputs read ahead by their own threads
+        self.ahead = [inp for inp in {id(i): i for i in inputs}.values() if inp.read_ahead]
         self.lock = threading.Lock()  # guards shut
-        self.started = monotonic()
-        # Driving: one thread at a time holds drive_lock.
-        self.drive_lock = threading.Lock()
+        self.drive_lock = threading.Lock()  # held by the driving thread
+        self._helper_stop = threading.Event()
+        self._helper: threading.Thread | None = None
+
+        # -- the driving thread ------------------------------------------------
+        self.chunk = chunk if not auto else (1 if self.measures else min(chunk, 16))
+        self.probing = auto and self.measures
+        self.item_time = -1.0  # seconds of a worker's time per tasklet (-1: not yet)
+        self.item_bytes = 0.0  # bytes of an argument (0: not yet)
+        self.result_bytes = 0.0  # bytes of a result (0: not yet)
+        self._cost: Any = None  # the pool's last measurements, as taken
+        self.kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
+        self.ended = [False] * len(inputs)  # a task's input said it ended
+        self.feeder_waiting = False  # the feeding found no free slot (deadlock check)
         self.driver = 0  # ident of the driving thread (0: none)
         self.helper_driving = False
-        self.handover = False  # a consumer wants the helper to stop driving
-        self.last_drive = monotonic()
-        self.waiting = 0  # consumers waiting while another thread drives
-        self.consumer_wait = 0.0  # seconds consumers spent waiting for results
+        self.last_drive = monotonic()  # when a drive last ended (the helper waits)
         # A consumer that takes ready results (not driving) tops the buffer up once a
         # batch (and a quarter of the buffer) is free; -1: off until the next drive.
         self._refill_level = self.refill_level = 0
         self._set_refill_level()
-        self._helper_stop = threading.Event()
-        self._helper: threading.Thread | None = None
-        # the weave that follows the work never has turns longer than the count of
-        # the buffer allows for every task (tasks x stride <= buffer)
-        self.stride_max = max(1, (buffer_cap or sched.buffer) // len(inputs))
+
+        # -- consumers ------------------------------------------------------------
+        # per task, results taken from the core a batch at a time and not returned
+        # yet (any consumer thread pops; the one that found it empty refills)
+        self.ready: list[deque[Any]] = [deque() for _ in inputs]
+        self.handover = False  # a consumer wants the helper to stop driving
+        self.waiting = 0  # consumers waiting while another thread drives
+        self.consumer_wait = 0.0  # seconds consumers spent waiting for results
+
+        # -- stop, shutdown, the helper ----------------------------------------------
+        self.stopping = False  # stop(ends=...): end the inputs, finish what was read
+        self.shut = False
+        self.failure: BaseException | None = None  # why the helper failed, if it did
+
         self._set_weave()
-        # the inputs read ahead by their own threads (one batch: the first is a probe)
-        self.ahead = [inp for inp in {id(i): i for i in inputs}.values() if inp.read_ahead]
         for inp in inputs:
             if inp.chained:
-                inp.known_ahead = self.known_ahead
-        for inp in self.ahead:
+                inp.timed_out = self.timed_out
+        for inp in self.ahead:  # read ahead one batch: the first is a probe
             inp.set_limit(self.chunk)
+
+    def drive(self, blocking: bool = False, helper: bool = False) -> _Drive | None:
+        """Take the drive: ``with run.drive() as d:`` (None if another thread drives
+        and ``blocking`` is false). Leaving the block gives it up, re-enables
+        refills and wakes the consumers waiting for it."""
+        if not self.drive_lock.acquire(blocking):
+            return None
+        return _Drive(self, helper)
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -471,16 +528,14 @@ class Run:
         self._helper.start()
 
     def _kick(self) -> None:
-        with self.drive_lock:
-            self.driver = threading.get_ident()
+        drive = self.drive(blocking=True)
+        assert drive is not None
+        with drive:
             try:
                 self.top_up()
                 self.pool.pump(0)
             except SchedulerClosed:
                 pass
-            finally:
-                self.driver = 0
-                self.last_drive = monotonic()
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Close the scheduler (waking every waiter) and stop the workers. Idempotent."""
@@ -741,9 +796,11 @@ class Run:
         return n
 
     def timed_out(self, task: int, timeout: float | None) -> BaseException:
-        """The TimeoutError of a wait for ``task`` (with ``skip=True``, the awaited
-        position is given up if it exists)."""
-        return self.sched.timed_out(task, timeout, self.known_ahead(task))  # type: ignore[no-any-return]
+        """The TimeoutError of a wait for ``task`` (if it skips, the awaited position
+        is given up if it exists)."""
+        return self.sched.timed_out(  # type: ignore[no-any-return]
+            task, timeout, self.known_ahead(task), self.skips[task]
+        )
 
     def _input_deadline(self) -> float | None:
         deadline = None
@@ -756,23 +813,20 @@ class Run:
     # -- driving ----------------------------------------------------------------
     def refill(self) -> None:
         """(a consumer that took ready results) Submit more work now, without waiting."""
-        if self.drive_lock.acquire(False):
-            self.driver = threading.get_ident()
-            try:
-                if self.sched.closed:
-                    return
-                self._retune()
-                submitted = self.sched.in_flight
-                self.top_up()
-                if self.sched.in_flight == submitted:
-                    self.refill_level = -1  # nothing to submit: not again before a drive
-                self.pool.pump(0)
-            finally:
-                self.driver = 0
-                self.last_drive = monotonic()
-                self.drive_lock.release()
-        elif self.helper_driving:
-            self.waker.wake()  # the helper tops up
+        drive = self.drive()
+        if drive is None:
+            if self.helper_driving:
+                self.waker.wake()  # the helper tops up
+            return
+        with drive:
+            if self.sched.closed:
+                return
+            self._retune()
+            submitted = self.sched.in_flight
+            self.top_up()
+            # nothing to submit: not again before a drive
+            drive.nothing_to_feed = self.sched.in_flight == submitted
+            self.pool.pump(0)
 
     # -- consuming: the front door ---------------------------------------------------
     def next(self, task: int, timeout: float | None) -> Any:
@@ -892,17 +946,10 @@ class Run:
         deadline = None if timeout is None else started + timeout
         me = threading.get_ident()
         while True:
-            if self.drive_lock.acquire(False):
-                self.driver = me
-                try:
+            drive = self.drive()
+            if drive is not None:
+                with drive:
                     return self._drive(task, n, deadline, timeout)
-                finally:
-                    self.driver = 0
-                    self.last_drive = monotonic()
-                    self.refill_level = self._refill_level
-                    self.drive_lock.release()
-                    if self.waiting:
-                        sched.poke()  # a waiting consumer may take the drive now
             if self.driver == me:
                 raise RuntimeError("next() was called on an IMap from inside its own driving")
             # Another thread drives: the helper hands over, another consumer delivers.
@@ -1004,22 +1051,12 @@ def _help(run: Run) -> None:
             if run.driver or since < HELPER_DELAY:
                 sleep = max(0.0005, HELPER_DELAY - since)
                 continue
-            if not run.drive_lock.acquire(False):
+            drive = run.drive(helper=True)
+            if drive is None:
                 continue
-            run.driver = threading.get_ident()
-            run.helper_driving = True
-            run.handover = False
-            try:
+            with drive:
                 if not run.drive_as_helper():
                     sleep = HELPER_IDLE  # nothing to do: look again a little later
-            finally:
-                run.helper_driving = False
-                run.handover = False
-                run.driver = 0
-                run.refill_level = run._refill_level
-                run.drive_lock.release()
-                if run.waiting:
-                    run.sched.poke()
     except SchedulerClosed:
         return
     except BaseException as exc:  # noqa: BLE001 - a bug or a dead pool: end the map loudly

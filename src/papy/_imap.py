@@ -145,7 +145,9 @@ def _parse_remote(worker_remote: Any) -> list[tuple[str, int, int]]:
 class _Task:
     """What add_task recorded: the function, its input and its options."""
 
-    __slots__ = ("func", "iterable", "args", "kwargs", "timeout", "block", "track", "upstream")
+    __slots__ = (
+        "func", "iterable", "args", "kwargs", "timeout", "block", "track", "upstream", "skip"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -157,6 +159,7 @@ class _Task:
         block: bool,
         track: bool,
         upstream: int,
+        skip: bool | None = None,
     ) -> None:
         self.func = func
         self.iterable = iterable
@@ -166,6 +169,7 @@ class _Task:
         self.block = block
         self.track = track
         self.upstream = upstream  # task id of this IMap feeding it, or -1
+        self.skip = skip  # its own skip (None: the map's)
 
 
 _live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -545,6 +549,39 @@ class IMap:
             return run.sched.stride  # type: ignore[no-any-return]
         return self._stride
 
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments that make a map like this one (its tasks aside):
+        ``type(m)(**m.settings())``. Defaults stay defaults (``stride`` and
+        ``buffer`` are ``None`` when they were not given).
+
+        Returns:
+            A new dict: ``worker_type`` (with an executor: ``"process"``, and
+            ``executor``), ``worker_num``, ``worker_remote``, ``stride``,
+            ``buffer``, ``ordered``, ``skip``, ``name``, ``start_method``,
+            ``chunksize``, ``retries``, ``deadlock_grace``, ``remote_ssl``,
+            ``remote_heartbeat``.
+        """
+        settings: dict[str, Any] = {
+            "worker_type": self.worker_type,
+            "worker_num": self.worker_num,
+            "worker_remote": list(self.worker_remote) or None,
+            "stride": None if self._default_stride else self._stride,
+            "buffer": self.buffer,
+            "ordered": self.ordered,
+            "skip": self.skip,
+            "name": self.name,
+            "start_method": self.start_method,
+            "chunksize": "auto" if self.auto_chunksize else self.chunksize,
+            "retries": self.retries,
+            "deadlock_grace": self.deadlock_grace,
+            "remote_ssl": self._pool_options.get("remote_ssl"),
+            "remote_heartbeat": self.remote_heartbeat,
+        }
+        if self.worker_type == "executor":  # (the worker type given is not used then)
+            settings["worker_type"] = "process"
+            settings["executor"] = self._pool_options.get("executor")
+        return settings
+
     @property
     def started(self) -> bool:
         """``True`` between ``start`` and ``stop``."""
@@ -569,6 +606,7 @@ class IMap:
         block: bool = True,
         track: bool = False,
         progress: bool | Mapping[str, Any] = False,
+        skip: bool | None = None,
     ) -> TaskIterator:
         """Add the task ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
@@ -587,7 +625,10 @@ class IMap:
                 the map reads those results itself, freeing their buffer slots,
                 so a chain needs only ``buffer >= stride``. An iterator (a
                 generator, a file) can feed one task only: two tasks would
-                split its items (give each its own, ``itertools.tee``).
+                split its items (give each its own, ``itertools.tee``), unless
+                it has a true ``shared_input`` attribute: the tasks given it
+                then take its items in turns of the weave (a Piper's ``spawn``
+                copies do).
             args: Constant positional arguments, after the item.
             kwargs: Constant keyword arguments.
             timeout: The default ``timeout`` of the returned iterator's
@@ -601,6 +642,8 @@ class IMap:
                 ``position``, ``leave`` ...): a tqdm bar counts this task's
                 results handed out, from ``start`` to ``stop``
                 (``pip install "papy2[progress]"``).
+            skip: This task's own ``skip`` (what a ``next`` that times out
+                does with the awaited position); ``None``: the map's.
 
         Returns:
             The iterator over this task's results.
@@ -609,30 +652,14 @@ class IMap:
             RuntimeError: The map is started (``stop`` it first).
             TypeError: ``func`` is not callable, ``iterable`` not iterable,
                 ``args`` not a tuple or list, ``kwargs`` not a mapping with str
-                keys, ``progress`` neither a bool nor a dict; or, for process
-                and remote workers, the function and its arguments cannot be
-                pickled, even with cloudpickle.
+                keys, ``progress`` neither a bool nor a dict, ``skip`` neither
+                a bool nor None; or, for process and remote workers, the
+                function and its arguments cannot be pickled, even with
+                cloudpickle.
             ValueError: A negative ``timeout``; an iterator that another task
                 already reads.
             ImportError: ``progress`` without tqdm installed.
         """
-        return self._add_task(func, iterable, args, kwargs, timeout, block, track, progress)
-
-    def _add_task(
-        self,
-        func: Callable[..., Any],
-        iterable: Iterable[Any],
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-        block: bool = True,
-        track: bool = False,
-        progress: bool | Mapping[str, Any] = False,
-        share_input: bool = False,
-    ) -> TaskIterator:
-        """``add_task``; with ``share_input``, an iterator another task reads may be
-        given again: the tasks then share its items in weave order (a Piper's
-        ``spawn`` copies do, on purpose)."""
         self._check_not_started("add_task")
         if not callable(func):
             raise TypeError(f"func must be callable, got {type(func).__name__}")
@@ -650,7 +677,7 @@ class IMap:
                 raise TypeError(
                     f"iterable must be iterable, got {type(iterable).__name__}"
                 ) from None
-            if it is iterable and not share_input:
+            if it is iterable and not getattr(iterable, "shared_input", False):
                 for i, t in enumerate(self._tasks):
                     if t.iterable is iterable:
                         raise ValueError(
@@ -672,6 +699,8 @@ class IMap:
         elif not all(isinstance(k, str) for k in kwargs):
             raise TypeError("kwargs keys must be str")
         timeout = _check_timeout("timeout", timeout)
+        if skip is not None:
+            skip = _check_flag("skip", skip)
         task_id = len(self._tasks)
         args, kwargs = tuple(args), dict(kwargs)
         if self._remote or self.worker_type in NEEDS_PICKLE:
@@ -682,7 +711,7 @@ class IMap:
             else:
                 self._payloads[task_id] = dumps_task(func, args, kwargs)
         self._tasks.append(
-            _Task(func, iterable, args, kwargs, timeout, bool(block), bool(track), upstream)
+            _Task(func, iterable, args, kwargs, timeout, bool(block), bool(track), upstream, skip)
         )
         if track:
             self.tracked[task_id] = {}
@@ -841,6 +870,7 @@ class IMap:
             buffer_cap=buffer if self.buffer is None else None,
             tracked=self.tracked,
             bars=self._bars,
+            skips=[t.skip for t in self._tasks],
         )
         self._run = run
         self._bars.update((task, make()) for task, make in self._bar_factories.items())

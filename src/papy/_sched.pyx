@@ -931,11 +931,14 @@ cdef class Scheduler:
         self._notify_results()
         return index
 
-    cdef object _timeout(self, Py_ssize_t t, object task, object timeout, Py_ssize_t ahead=0):
+    cdef object _timeout(self, Py_ssize_t t, object task, object timeout, Py_ssize_t ahead=0,
+                         object skip=None):
         """The ``TimeoutError`` of a wait for ``t`` that timed out, skipping its
-        position first if the map skips. ``.index`` is the position skipped for
-        good, or None if no position was consumed."""
-        cdef Py_ssize_t index = self._skip_one(t, ahead) if self._skip else -1
+        position first if the map skips (or ``skip`` says so for this task).
+        ``.index`` is the position skipped for good, or None if no position was
+        consumed."""
+        cdef bint skipping = self._skip if skip is None else bool(skip)
+        cdef Py_ssize_t index = self._skip_one(t, ahead) if skipping else -1
         message = _MSG_TIMEOUT.format(task=task, timeout=timeout)
         if index >= 0:
             message += f" (position {index} skipped)"
@@ -960,16 +963,16 @@ cdef class Scheduler:
             )
         )
 
-    def timed_out(self, task, timeout, ahead=0):
-        """A wait for ``task`` timed out: skip its position if the map skips (and
-        the position exists: submitted, or one of ``ahead`` positions past the
-        submitted ones that the feeding side knows of); return the
-        ``TimeoutError`` to raise."""
+    def timed_out(self, task, timeout, ahead=0, skip=None):
+        """A wait for ``task`` timed out: skip its position if the map skips (``skip``:
+        this task's own choice, None: the map's) and the position exists:
+        submitted, or one of ``ahead`` positions past the submitted ones that the
+        feeding side knows of. Return the ``TimeoutError`` to raise."""
         cdef Py_ssize_t t = self._check_task(task)
         _check_int("ahead", ahead, 0)
         if self._closed:
             raise SchedulerClosed(_MSG_CLOSED)
-        return self._timeout(t, task, timeout, _clamp(ahead))
+        return self._timeout(t, task, timeout, _clamp(ahead), skip)
 
     def outstanding(self, task):
         """Positions of ``task`` submitted and neither handed out nor skipped yet: the

@@ -722,11 +722,16 @@ class Scheduler:
         self._notify_results()
         return index
 
-    def _timeout(self, task: int, timeout: float | None, ahead: int = 0) -> BaseException:
+    def _timeout(
+        self, task: int, timeout: float | None, ahead: int = 0, skip: bool | None = None
+    ) -> BaseException:
         """The ``TimeoutError`` of a wait for ``task`` that timed out, skipping its
-        position first if the map skips (mutex held). ``.index`` is the position
-        skipped for good, or None if no position was consumed."""
-        index = self._skip_one(task, ahead) if self._skip else -1
+        position first if the map skips (or ``skip`` says so for this task; mutex
+        held). ``.index`` is the position skipped for good, or None if no position
+        was consumed."""
+        if skip is None:
+            skip = self._skip
+        index = self._skip_one(task, ahead) if skip else -1
         message = _MSG_TIMEOUT.format(task=task, timeout=timeout)
         if index >= 0:
             message += f" (position {index} skipped)"
@@ -750,17 +755,19 @@ class Scheduler:
             _MSG_DEADLOCK.format(task=task, buffer=self._buffer, need=self._n * self._stride)
         )
 
-    def timed_out(self, task: int, timeout: float | None, ahead: int = 0) -> BaseException:
-        """A wait for ``task`` timed out: skip its position if the map skips (and
-        the position exists: submitted, or one of ``ahead`` positions past the
-        submitted ones that the feeding side knows of); return the
-        ``TimeoutError`` to raise."""
+    def timed_out(
+        self, task: int, timeout: float | None, ahead: int = 0, skip: bool | None = None
+    ) -> BaseException:
+        """A wait for ``task`` timed out: skip its position if the map skips (``skip``:
+        this task's own choice, None: the map's) and the position exists:
+        submitted, or one of ``ahead`` positions past the submitted ones that the
+        feeding side knows of. Return the ``TimeoutError`` to raise."""
         self._check_task(task)
         _check_int("ahead", ahead, 0)
         with self._mutex:
             if self._closed:
                 raise SchedulerClosed(_MSG_CLOSED)
-            return self._timeout(task, timeout, ahead)
+            return self._timeout(task, timeout, ahead, None if skip is None else bool(skip))
 
     def outstanding(self, task: int) -> int:
         """Positions of ``task`` submitted and neither handed out nor skipped yet: the

@@ -35,23 +35,7 @@ def _imap_settings(imap: Any) -> tuple[type, dict[str, Any]]:
             f"the IMap {imap.name!r} runs on an executor object, which cannot be saved; "
             "give the loaded pipeline its IMaps or executors anew"
         )
-    settings: dict[str, Any] = {
-        "worker_type": imap.worker_type,
-        "worker_num": imap.worker_num,
-        "worker_remote": list(imap.worker_remote) or None,
-        "stride": None if imap._default_stride else imap.stride,
-        "buffer": imap.buffer,
-        "ordered": imap.ordered,
-        "skip": imap.skip,
-        "name": imap.name,
-        "start_method": imap.start_method,
-        "chunksize": "auto" if imap.auto_chunksize else imap.chunksize,
-        "retries": imap.retries,
-        "deadlock_grace": imap.deadlock_grace,
-        "remote_ssl": imap._pool_options.get("remote_ssl"),
-        "remote_heartbeat": imap.remote_heartbeat,
-    }
-    return type(imap), settings
+    return type(imap), imap.settings()
 
 
 def describe(dagger: Any) -> dict[str, Any]:

@@ -208,6 +208,9 @@ class _Inbox:
     position; one raised by an upstream Piper is raised again (``_Propagate``).
     """
 
+    #: a Piper's ``spawn`` copies take its rows in turns of the weave (IMap.add_task)
+    shared_input = True
+
     def __init__(
         self, piper: Piper, sources: list[tuple[Iterator[Any], bool]], gate: threading.Event
     ) -> None:
@@ -267,6 +270,9 @@ class _Consume:
     (m < n*s inboxes); it is dealt out with stride ceil(m/n), so the items a
     producer made from one result still end up together.
     """
+
+    #: a Piper's ``spawn`` copies take its blocks in turns of the weave (IMap.add_task)
+    shared_input = True
 
     def __init__(self, rows: Iterator[Any], n: int, stride: int) -> None:
         self._rows = rows
@@ -531,9 +537,9 @@ class Piper:
         spawn: Copies of the Worker added to the IMap as separate tasks over
             the same inbox; their results are re-chained in order.
         timeout: Seconds to wait for each result (parallel Pipers only). A
-            late item is skipped for good (the IMap's ``skip`` is switched on)
-            and a ``WorkerError`` with papy's ``TimeoutError`` takes its place,
-            so counts stay aligned.
+            late item is skipped for good (the Piper's tasks skip, whatever the
+            IMap's ``skip``) and a ``WorkerError`` with papy's ``TimeoutError``
+            takes its place, so counts stay aligned.
         branch: A sortable key: orders the inputs of a join and the inputs of
             a Dagger.
         debug: Raise a failed item's ``WorkerError`` from ``next()`` instead
@@ -700,12 +706,15 @@ class Piper:
             rows = _Consume(rows, self.consume, stride)
         tasks: list[Iterator[Any]] = []
         if self.imap is not None:
-            if self.timeout is not None:
-                self.imap.skip = True
             self._task_ids = []
             _SHARING.setdefault(self.imap, weakref.WeakSet()).add(self)
             for _ in range(self.spawn):
-                it = self.imap._add_task(self.worker, rows, timeout=self.timeout, share_input=True)
+                it = self.imap.add_task(
+                    self.worker,
+                    rows,
+                    timeout=self.timeout,
+                    skip=True if self.timeout is not None else None,
+                )
                 self._task_ids.append(it.task)
                 tasks.append(_Results(it))
         else:
