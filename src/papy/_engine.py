@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+    from ._pools import Pool
+
 __all__ = ["Run", "Failed", "SourceInput", "ThreadedInput", "ChainedInput", "reads_inline"]
 
 #: a consumer that has not driven for this long (s) leaves the driving to the helper
@@ -415,7 +417,7 @@ class Run:
     def __init__(
         self,
         sched: Any,
-        pool: Any,
+        pool: Pool,
         waker: Any,
         inputs: list[Any],
         chunk: int,
@@ -443,11 +445,10 @@ class Run:
         # ``chunk_cap``; until the pool has measured one, few tasklets go out (a probe)
         self.auto = auto
         self.chunk_cap = chunk
-        self.measures = getattr(pool, "cost", None) is not None
+        self.measures = pool.measures
         self.probe_limit = 4 * self.workers
         # batches the pool can usefully hold (None: it does not say)
-        depth = getattr(pool, "depth", None)
-        self.depth: int | None = depth() if depth is not None else None
+        self.depth: int | None = pool.depth()
         # the default stride: the weave follows the work (a turn is one batch per
         # worker; a task with nothing ready gives its turn up); a given one is exact
         self.adaptive = adaptive

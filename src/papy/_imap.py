@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from time import monotonic
 
-from . import _scheduler
+from . import _check, _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
 from ._log import logger
 from ._pools import NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
@@ -46,22 +46,9 @@ WORKER_TYPES = ("process", "thread")
 DEFAULT_REMOTE_PORT = 18812
 
 
-def _check_timeout(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+_check_timeout = _check.seconds
+_check_count = _check.count
+_check_flag = _check.flag
 
 
 def _check_heartbeat(value: Any) -> float:
@@ -71,15 +58,6 @@ def _check_heartbeat(value: Any) -> float:
     if not 0.1 <= seconds <= 3600:
         raise ValueError(f"remote_heartbeat must be between 0.1 and 3600 seconds, got {value}")
     return seconds
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    """A yes/no argument: a bool (or the ints 0 and 1, as old code passes them)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Integral) and value in (0, 1):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 _PROGRESS_HINT = "progress=True needs tqdm: pip install 'papy2[progress]'"
@@ -950,8 +928,8 @@ class IMap:
             task = self._check_task(task)
         if not block:
             timeout = 0.0
-        elif timeout is not None and (type(timeout) is not float or timeout < 0):
-            timeout = _check_timeout("timeout", timeout)
+        elif timeout is not None and (type(timeout) is not float or not timeout >= 0):
+            timeout = _check_timeout("timeout", timeout)  # (not >= 0: also NaN)
         return run.next(task, timeout)
 
     def __iter__(self) -> TaskIterator:

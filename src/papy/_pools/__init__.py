@@ -1,19 +1,16 @@
 """Worker pools: where tasklets are evaluated.
 
-Every pool has the same small interface, used by the thread that drives the
-map (a consumer waiting for a result, or the map's helper thread):
+Every pool implements :class:`Pool`, the interface the engine (``papy._engine``)
+and IMap call, each capability declared there: ``start``, ``submit_range``,
+``flush``, ``pump`` and ``shutdown`` move work; ``cost``, ``depth``, ``load``
+and ``alive`` say what the pool knows; ``kind``, ``size``, ``measures`` and
+``fallback`` describe and connect it. The kinds::
 
-* ``start(tasks, sink, waker, name)``: ``tasks`` maps a task id to a
-  :class:`TaskDef` (the function, its constant arguments and, for pools that
-  pickle, ``payload``: all three pickled once by IMap.add_task); results go to
-  ``sink`` (:class:`Sink`: the scheduler, plus a wake-up of the driving thread
-  for results delivered by the pool's own threads);
-* ``submit_range(task, first, items)``: evaluate tasklets ``first``,
-  ``first + 1``, ... of ``task``; never blocks (work waits in the pool);
-* ``pump(timeout)``: (driving thread only) move work and results, and wait at
-  most ``timeout`` seconds for something to happen; ``waker.wake()`` from any
-  thread ends the wait early;
-* ``shutdown(timeout)``: stop the workers promptly, never blocking for long.
+    make_pool(config) ──► ProcessPool    local processes and papy's servers, one I/O path
+                      ├─► ThreadPool     local threads
+                      ├─► ExecutorPool   any concurrent.futures.Executor
+                      ├─► RemotePool     stock RPyC classic servers
+                      └─► CompositePool  several of these behind one Pool
 
 A pool never holds a reference to its IMap, so an IMap that nobody uses any
 more can be garbage-collected and shut down.
@@ -26,13 +23,69 @@ from collections import namedtuple
 TYPE_CHECKING = False  # typing is not imported at run time (import time)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Protocol
+
+    from ._io import Waker
 
     Deliver = Callable[[list[tuple[int, int, bool, Any]]], None]
+    #: ``fallback(ranges)``: ``[(task, first, items), ...]`` that no worker of a pool
+    #: is left to run
+    Fallback = Callable[[list[tuple[int, int, list[Any]]]], None]
+
+    class Pool(Protocol):
+        """What the engine and IMap call on a pool; every pool class has all of it.
+
+        Called by the thread that drives the map (one at a time), except
+        ``shutdown`` (any thread, once) and the read-only ``alive``/``load``.
+        """
+
+        #: ``"process"``, ``"thread"``, ``"executor"``, ``"remote"``, ``"composite"``
+        kind: str
+        #: workers (local processes or threads, remote slots, the executor's)
+        size: int
+        #: ``cost()`` can measure items (batch sizes then follow the work)
+        measures: bool
+        #: where work goes that no worker is left to run (a CompositePool sets it
+        #: on its remote sides); None: that work fails with WorkerLostError
+        fallback: Fallback | None
+
+        def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = ...) -> None:
+            """Start the workers; ``tasks`` maps a task id to its :class:`TaskDef`;
+            results go to ``sink``; ``waker.wake()`` interrupts ``pump``."""
+
+        def submit_range(self, task: int, first: int, items: list[Any]) -> None:
+            """Evaluate tasklets ``first``, ``first + 1``, ... of ``task`` (one batch);
+            never blocks: work waits in the pool."""
+
+        def flush(self) -> None:
+            """Hand what was submitted to the workers now, without waiting."""
+
+        def pump(self, timeout: float) -> None:
+            """Move work and results; wait at most ``timeout`` seconds for something to
+            happen (``waker.wake()`` from any thread ends the wait early)."""
+
+        def shutdown(self, timeout: float = ...) -> None:
+            """Stop the workers promptly (idempotent), never blocking for long."""
+
+        def cost(self) -> tuple[float, float, float] | None:
+            """``(seconds, argument bytes, result bytes)`` per tasklet as measured so
+            far (None: not yet, or never: ``measures`` is false)."""
+
+        def depth(self) -> int | None:
+            """Batches the pool can usefully hold at once (None: it cannot say)."""
+
+        def load(self) -> int:
+            """Tasklets queued in the pool or held by its workers."""
+
+        def alive(self) -> int:
+            """Workers that can take work now."""
+
 else:
-    Deliver = None  # only used in annotations
+    Deliver = Fallback = Pool = None  # only used in annotations
 
 __all__ = [
+    "Pool",
+    "Fallback",
     "Deliver",
     "Sink",
     "TaskDef",
@@ -47,9 +100,9 @@ __all__ = [
 class Sink:
     """Where a pool delivers results: the scheduler, and the driving thread's waker.
 
-    ``put_many``/``put_range`` are for a pool's own threads: they store the
-    results and wake the driving thread. A pool that delivers from inside
-    ``pump`` (in the driving thread) uses ``sched`` directly.
+    ``put_many`` is for a pool's own threads: it stores the results and wakes
+    the driving thread. A pool that delivers from inside ``pump`` (in the
+    driving thread), or that wakes it itself, uses ``sched`` directly.
     """
 
     __slots__ = ("sched", "waker")
@@ -61,14 +114,6 @@ class Sink:
     def put_many(self, results: list[tuple[int, int, bool, Any]]) -> None:
         try:
             self.sched.put_many(results)
-        finally:
-            self.waker.wake()
-
-    def put_range(
-        self, task: int, first: int, values: list[Any], errors: dict[int, Any] | None = None
-    ) -> None:
-        try:
-            self.sched.put_range(task, first, values, errors)
         finally:
             self.waker.wake()
 
@@ -121,7 +166,7 @@ NEEDS_PICKLE = {"process"}
 PROCESS_WORKERS = hasattr(__import__("select"), "poll") and hasattr(__import__("os"), "readv")
 
 
-def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "papy") -> Any:
+def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "papy") -> Pool:
     """Build the pool for ``config``; remote slots are connected (and ``tasks``
     defined on them) here, where their kind of server becomes known.
 
@@ -147,7 +192,7 @@ def make_pool(config: PoolConfig, tasks: TaskDefs | None = None, name: str = "pa
     # papy's servers join the process workers' I/O path where there is one (POSIX)
     papy_links = [link for link in links if link.kind == "papy" and PROCESS_WORKERS]
     classic_links = [link for link in links if link not in papy_links]
-    sides: list[Any] = []
+    sides: list[Pool] = []
     local = config.worker_num if (config.worker_num > 0 or not config.remote) else 0
     try:
         if config.worker_type == "thread" and local:

@@ -20,7 +20,7 @@ from typing import Any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import Sink, TaskDefs
+    from . import Fallback, Pool, Sink, TaskDefs
     from ._io import Waker
 
 
@@ -32,9 +32,11 @@ class CompositePool:
 
     kind = "composite"
 
-    def __init__(self, sides: list[Any]) -> None:
+    def __init__(self, sides: list[Pool]) -> None:
         self.sides = sides
         self.size = sum(side.size for side in sides)
+        self.measures = any(side.measures for side in sides)
+        self.fallback: Fallback | None = None  # the first side takes its sides' orphans
         self._sched: Any = None
         self._waker: Waker | None = None
         self._load = [0] * len(sides)  # tasklets given to each side and not yet back (estimate)
@@ -67,8 +69,6 @@ class CompositePool:
     def _to_first(self, batch: list[Any]) -> None:
         """(any thread) A side gives up ``batch`` (no worker left): the first side
         runs it, handed over by the driving thread's next ``pump``."""
-        if batch and len(batch[0]) == 3 and not isinstance(batch[0][2], list):
-            batch = [(task, index, [item]) for task, index, item in batch]  # tasklets
         self._fallback.append(batch)
         if self._waker is not None:
             self._waker.wake()
@@ -93,19 +93,22 @@ class CompositePool:
         poller = next((s for s in self.sides if s.kind == "process"), self.sides[0])
         for side in self.sides:
             if side is not poller:
-                flush = getattr(side, "flush", None)
-                if flush is not None:
-                    flush()
-                elif side.kind == "process":
-                    side.pump(0)
+                side.flush()
         poller.pump(timeout)
 
+    def flush(self) -> None:
+        for side in self.sides:
+            side.flush()
+
+    def load(self) -> int:
+        return sum(side.load() for side in self.sides)
+
     def depth(self) -> int | None:
-        depths = [side.depth() if hasattr(side, "depth") else None for side in self.sides]
-        return None if None in depths else sum(depths)  # type: ignore[arg-type]
+        depths = [side.depth() for side in self.sides]
+        return None if None in depths else sum(d for d in depths if d is not None)
 
     def cost(self) -> tuple[float, float, float] | None:
-        costs = [c for side in self.sides if hasattr(side, "cost") and (c := side.cost())]
+        costs = [c for side in self.sides if (c := side.cost())]
         if not costs:
             return None
         return max(c[0] for c in costs), max(c[1] for c in costs), max(c[2] for c in costs)
@@ -128,7 +131,6 @@ class CompositePool:
         return sum(getattr(side, "lost", 0) for side in self.sides)
 
 
-def _load(side: Any) -> int:
+def _load(side: Pool) -> int:
     """Tasklets a side holds (queued or being evaluated), as well as it can tell."""
-    load = getattr(side, "load", None)
-    return int(load()) if load is not None else 0
+    return side.load()

@@ -44,7 +44,7 @@ from .._serialize import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import Deliver, Sink, TaskDefs
+    from . import Deliver, Fallback, Sink, TaskDefs
     from ._io import Waker
 
 
@@ -134,6 +134,7 @@ class ExecutorPool:
     """Batches as futures of a caller's ``concurrent.futures.Executor``."""
 
     kind = "executor"
+    measures = False  # papy cannot time an executor's workers
 
     def __init__(self, executor: Any, size: int, retries: int = 0) -> None:
         if not callable(getattr(executor, "submit", None)):
@@ -153,6 +154,7 @@ class ExecutorPool:
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._futures: set[Any] = set()
         self._lock = threading.Lock()
+        self.fallback: Fallback | None = None  # an executor's workers are its own business
         self._closing = False
         self._thread: threading.Thread | None = None
 
@@ -307,3 +309,17 @@ class ExecutorPool:
 
     def alive(self) -> int:
         return self.size
+
+    def load(self) -> int:
+        """Batches submitted to the executor and not back yet (as tasklets, roughly)."""
+        with self._lock:
+            return len(self._futures)
+
+    def flush(self) -> None:
+        """Batches go to the executor at once: nothing waits here."""
+
+    def cost(self) -> tuple[float, float, float] | None:
+        return None
+
+    def depth(self) -> int | None:
+        return None

@@ -202,6 +202,7 @@ class ProcessPool:
     """``size`` worker processes started with ``start_method``."""
 
     kind = "process"
+    measures = True
 
     def __init__(
         self,
@@ -535,6 +536,10 @@ class ProcessPool:
             for w in self._workers
             if (w.link is not None and not w.dead) or (w.proc is not None and w.proc.is_alive())
         )
+
+    def flush(self) -> None:
+        """Send what waits to workers with room, without waiting for anything."""
+        self.pump(0)
 
     def load(self) -> int:
         """Tasklets waiting for a worker or held by one."""

@@ -7,7 +7,7 @@ worker. Two kinds of server are understood, told apart at connection time:
 * papy's own server (``python -m papy.remote serve``, service ``PAPYWORKER``),
   which exposes only ``hello``, ``define`` and ``run``;
 * a stock RPyC classic server (``rpyc_classic``, service ``SLAVE``), into which
-  the evaluating half (:mod:`papy.remote._worker`, standard library only) is
+  the evaluating half (:mod:`papy._pools._remote_worker`, standard library only) is
   executed once per connection.
 
 Data flow::
@@ -46,7 +46,7 @@ from .._serialize import PROTOCOL, dumps, revive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import Deliver, Sink, TaskDefs
+    from . import Deliver, Fallback, Sink, TaskDefs
     from ._io import Waker
 
 
@@ -104,6 +104,11 @@ class RemoteDependencyError(PapyError, ImportError):
     """
 
 
+for _cls in (RemoteConnectionError, RemoteDependencyError):
+    _cls.__module__ = "papy.remote"  # where users import them from
+del _cls
+
+
 def import_rpyc() -> Any:
     """The ``rpyc`` module, or :class:`RemoteDependencyError` saying how to install it."""
     try:
@@ -147,9 +152,9 @@ def ssl_context(options: Mapping[str, Any]) -> Any:
 
 
 def _worker_source() -> str:
-    from ..remote import _worker
+    from . import _remote_worker
 
-    with open(_worker.__file__, encoding="utf-8") as f:
+    with open(_remote_worker.__file__, encoding="utf-8") as f:
         return f.read()
 
 
@@ -515,6 +520,7 @@ class RemotePool:
     and have every task defined (:func:`open_links`)."""
 
     kind = "remote"
+    measures = False
 
     def __init__(self, links: Sequence[Link], retries: int = 0) -> None:
         self._lock = threading.Lock()
@@ -529,9 +535,9 @@ class RemotePool:
         self._waker: Any = None
         self._closing = False
         self._name = "papy"
-        #: called with a batch's ``[(task, index, item), ...]`` when no slot is
-        #: left to run it (set by the composite pool); None: such items fail
-        self.fallback: Callable[[list[tuple[int, int, Any]]], None] | None = None
+        #: called with ranges of one tasklet when no slot is left to run them
+        #: (set by the composite pool); None: such items fail
+        self.fallback: Fallback | None = None
         self.lost = 0  # slots lost so far
 
     # -- lifecycle ------------------------------------------------------------
@@ -609,6 +615,15 @@ class RemotePool:
         """Results arrive from the pool's own threads, which wake the driving thread."""
         self._waker.wait(timeout)
 
+    def flush(self) -> None:
+        """Each slot's thread takes its queued batches itself: nothing waits here."""
+
+    def cost(self) -> tuple[float, float, float] | None:
+        return None
+
+    def depth(self) -> int | None:
+        return None
+
     def submit(self, batch: list[tuple[int, int, Any]]) -> None:
         """Queue ``batch`` on the live slot with the fewest unanswered items."""
         try:
@@ -645,8 +660,8 @@ class RemotePool:
         if self._closing:
             return
         if self.fallback is not None:
-            for b in batches:
-                self.fallback(b.items)
+            for b in batches:  # as ranges of one tasklet each
+                self.fallback([(task, index, [item]) for task, index, item in b.items])
             return
         failed = [
             (

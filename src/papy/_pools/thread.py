@@ -25,7 +25,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: it would double imp
 if TYPE_CHECKING:
     from typing import Any
 
-    from . import Sink, TaskDefs
+    from . import Fallback, Sink, TaskDefs
     from ._io import Waker
 
 _STOP = None
@@ -43,23 +43,6 @@ def _size(obj: Any) -> float:
         return float(getsizeof(obj))
     except Exception:  # noqa: BLE001 - a __sizeof__ of user code
         return 0.0
-
-
-def _measured(pool: ThreadPool, per_item: float, items: list[Any], values: list[Any]) -> None:
-    """Fold one range's seconds per item, argument and result size into the pool's
-    averages (a race between threads only blurs them). Sizes rise at once and fall
-    slowly: they bound memory."""
-    pool._measure_every = MEASURE_EVERY
-    t = pool._item_time
-    pool._item_time = per_item if t < 0 else 0.8 * t + 0.2 * per_item
-    if items:
-        size = _size(items[0])
-        b = pool._item_bytes
-        pool._item_bytes = size if size >= b else 0.9 * b + 0.1 * size
-    if values:
-        size = _size(values[0])
-        b = pool._result_bytes
-        pool._result_bytes = size if size >= b else 0.9 * b + 0.1 * size
 
 
 #: small ranges are timed one in this many (timing costs as much as a tiny item)
@@ -89,7 +72,7 @@ def _evaluate(
             d.func, d.args, d.kwargs, items, task, first, _in_thread, pool._pid
         )
     if measure:
-        _measured(pool, (monotonic() - t0) / max(1, len(items)), items, values)
+        pool.measured((monotonic() - t0) / max(1, len(items)), items, values)
     else:
         pool._measure_every -= 1
     if errors:
@@ -127,6 +110,7 @@ class ThreadPool:
     """``size`` daemon threads evaluating ranges of tasklets in submission order."""
 
     kind = "thread"
+    measures = True
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -143,6 +127,7 @@ class ThreadPool:
         self._done = 0  # tasklets evaluated (the workers count, under _done_lock)
         self._done_lock = threading.Lock()
         self._closing = False
+        self.fallback: Fallback | None = None  # threads are never lost
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         # a process forked by a task's function leaves where this loop would go on
@@ -212,6 +197,22 @@ class ThreadPool:
             if t is not current:
                 t.join(max(0.0, deadline - monotonic()))
         self._threads = []
+
+    def measured(self, per_item: float, items: list[Any], values: list[Any]) -> None:
+        """(a worker thread) Fold one range's seconds per item, argument and result
+        size into the averages (a race between threads only blurs them). Sizes rise
+        at once and fall slowly: they bound memory."""
+        self._measure_every = MEASURE_EVERY
+        t = self._item_time
+        self._item_time = per_item if t < 0 else 0.8 * t + 0.2 * per_item
+        if items:
+            size = _size(items[0])
+            b = self._item_bytes
+            self._item_bytes = size if size >= b else 0.9 * b + 0.1 * size
+        if values:
+            size = _size(values[0])
+            b = self._result_bytes
+            self._result_bytes = size if size >= b else 0.9 * b + 0.1 * size
 
     def depth(self) -> int:
         """Batches worth holding: one being evaluated and one waiting per thread."""

@@ -28,7 +28,6 @@ reads the pipeline's outputs.
 from __future__ import annotations
 
 import itertools
-import numbers
 import threading
 import weakref
 from collections import deque
@@ -38,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import logging
 
+from .. import _check
 from .._errors import DeadlockError, InputError, SchedulerClosed, WorkerLostError
 from .._imap import TaskIterator
 from .._log import pipeline_logger
+from ._node import Node
 from .errors import PiperError, WorkerError
 from .worker import Batch, Worker
 
@@ -506,14 +507,10 @@ def _rate(piper: Piper, imap: Any) -> Any:
 
 
 def _check_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    return _check.count(name, value, 1)
 
 
-class Piper:
+class Piper(Node):
     """A node of a pipeline: evaluates a Worker over the items flowing through it.
 
     Lifecycle on its own: ``connect([inputs])``, ``start()``, ``next()`` or
@@ -581,14 +578,11 @@ class Piper:
         self.consume = _check_int("consume", consume)
         self.produce = _check_int("produce", produce)
         self.spawn = _check_int("spawn", spawn)
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0:
-                raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
-            if self.imap is None:
-                raise ValueError(
-                    "timeout needs a parallel Piper: a linear Piper cannot abandon an item"
-                )
-            timeout = float(timeout)
+        timeout = _check.seconds("timeout", timeout)
+        if timeout is not None and self.imap is None:
+            raise ValueError(
+                "timeout needs a parallel Piper: a linear Piper cannot abandon an item"
+            )
         self.timeout = timeout
         self.branch = branch
         self.debug = bool(debug)

@@ -47,6 +47,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+from .. import _check
+
 __all__ = ["script", "ScriptError", "ScriptTimeout"]
 
 INPUTS = ("stdin", "file", "arg", None)
@@ -160,13 +162,9 @@ def _check_options(
         raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
     if output not in OUTPUTS or not isinstance(output, str):
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds (or None for no limit), got {timeout}")
-        if timeout == float("inf"):
-            timeout = None
+    timeout = _check.seconds("timeout", timeout, positive=True)
+    if timeout == float("inf"):
+        timeout = None
     if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
         raise TypeError(f"cwd must be a path or None, not {type(cwd).__name__}")
     if env is not None:

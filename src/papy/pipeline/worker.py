@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ._node import Node
 from .errors import WorkerError
 
 __all__ = ["Worker", "Batch"]
@@ -61,11 +62,9 @@ def _first_error(inbox: Any) -> WorkerError | None:
 
 def _refuse_pipers(functions: Any) -> None:
     """A Piper is callable (``piper(inbox)`` connects it) but is not a worker function."""
-    from .piper import Piper
-
     items = functions if isinstance(functions, (list, tuple)) else [functions]
     for f in items:
-        if isinstance(f, Piper):
+        if isinstance(f, Node):
             raise TypeError(
                 f"{f!r} is a Piper, not a worker function: a Worker composes functions "
                 "(use piper.worker for its Worker, or Piper(piper) for a new Piper)"

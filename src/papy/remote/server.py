@@ -3,7 +3,7 @@
 An RPyC server whose service (``PAPYWORKER``) exposes three calls and nothing
 else: ``hello()``, ``define(task, payload)`` (a task's pickled function, once per
 connection) and ``run(batch)`` (pickled tasklets in, pickled results out). The
-evaluation itself is :class:`papy.remote._worker.Worker`, one per connection.
+evaluation itself is :class:`papy._pools._remote_worker.Worker`, one per connection.
 
 By default each connection is served by its own forked process (``--mode
 forking``, POSIX), so ``worker_remote=[(host, n)]`` gives ``n`` processes running
@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._worker import Worker
+from .._pools._remote_worker import Worker
 
 __all__ = ["DEFAULT_PORT", "add_serve_arguments", "main", "make_server", "serve"]
 
