@@ -1,21 +1,33 @@
-"""The engine of one started IMap: feeding, driving and the helper thread.
+"""The engine of one started IMap (a :class:`Run`): the consumers' front door,
+driving, feeding, measuring, and the helper thread.
 
 There is no feeder thread and no reader thread per worker. Whoever waits for a
 result *drives* the map::
 
-    consumer: next(task) ─► the result is there? ─ yes ─► return it (no lock, no wake-up)
-                              │ no
-                              ▼
-                  drive (one thread at a time; the drive lock):
-                    ┌► top up: read inputs in weave order (stride), take buffer slots,
-                    │          submit_range() batches to the pool
-                    │  the result is there? ─► return it
-                    └─ pool.pump(): send queued work, wait for replies (or a wake-up),
-                                    deliver them to the scheduler
+    the front door (Run.next / outcome; imap's iterator and Run.drain use take):
+      a result of the task's last batch is ready? ─ yes ─► return it (a deque pop)
+        │ no
+      take(task, n, timeout): n results ready in the core? ─ yes ─► hand them out
+        │ no                                                 (a batch; refill)
+        ▼
+      with run.drive(): (one thread at a time; a consumer, or the helper)
+        ┌► retune: the pool's measurements -> batch size, weave, buffer by bytes
+        │  top up: read inputs in weave order, take buffer slots, submit_range()
+        │          batches to the pool (Run._feed is one step of a turn)
+        │  the result is there? ─► return it
+        └─ pool.pump(): send queued work, wait for replies (or a wake-up),
+                        deliver them to the scheduler
 
 * The consumer does the feeding and the pool's I/O while it would wait anyway,
   so a result crosses no thread in the parent (process workers), and one
   thread both writes to and reads from every worker: full pipes cannot deadlock.
+* Every consumer path takes results a batch at a time (``IMap.next``, task
+  iterators, ``papy.imap``, Pipers through ``TaskIterator.outcome``), and one
+  drain serves ``stop(ends=...)``.
+* The defaults follow the work (``Run._retune``): batch sizes from the time a
+  worker says it spent, the stride as one batch per worker, the default buffer
+  lowered to ``MAX_PENDING_BYTES`` of results, and the work in flight and read
+  ahead bounded by bytes (``MAX_IN_FLIGHT_BYTES``, ``READ_AHEAD_BYTES``).
 * A **helper thread** drives only when no consumer does: after ``HELPER_DELAY``
   without one, while tasklets are in flight or the buffer has room (a slow
   consumer, a consumer that polls with timeouts, nobody reading yet). A
@@ -577,7 +589,9 @@ class Run:
           and arguments;
         * with ``chunksize='auto'``, batches of about ``TARGET_BATCH`` seconds
           of a worker's time and at most ``MAX_BATCH_BYTES`` of arguments or results,
-          grown by at most a factor ``GROWTH`` at a time, shrunk at once;
+          grown by at most a factor ``GROWTH`` at a time, shrunk at once (and
+          at the end of an input whose length is known, its last batches
+          share the rest evenly: ``_feed``);
         * with the default stride, a turn of the weave is one batch per worker.
         """
         ahead = 0.0  # what the read-ahead threads weigh (sys.getsizeof), before the pool says
@@ -727,6 +741,12 @@ class Run:
         """
         sched, chunk, stopping = self.sched, self.chunk, self.stopping
         items = self.kept[task]
+        if self.auto and chunk > 1 and type(self.inputs[task]) is SourceInput:
+            # a container says how much is left: its last batches share it evenly
+            # among the workers, so that none finishes long after the others
+            left = self.inputs[task].known() + len(items)
+            if left < 2 * self.workers * chunk:
+                chunk = max(1, -(-left // (2 * self.workers)))
         free = sched.buffer - sched.buffer_used
         # as many whole batches as there are free slots (at least one batch: it
         # waits in `kept` if it finds no slot)
@@ -861,6 +881,8 @@ class Run:
         """Take ``task``'s next batch (waiting at most ``timeout``): ``(status,
         value)`` of its first result, the rest left in ``ready``."""
         chunk = self.chunk
+        if task in self.tracked:  # tracked as it is returned: one at a time
+            chunk = 1
         status, index, value = self.take(task, chunk if chunk > 1 else 0, timeout)
         if status == _scheduler.RESULT and chunk > 1:
             if self.tracked or self.bars:

@@ -1,13 +1,17 @@
 """IMap: a lazy, parallel, buffered, multi-task ``imap`` (the public API).
 
-One IMap owns one scheduling core (``papy._scheduler``), one worker pool and
-one engine (``papy._engine``: feeding, driving, the helper thread)::
+This module keeps the arguments, the documentation and the tasks; starting a
+map assembles a ``Run`` (``papy._engine``) from one scheduling core
+(``papy._scheduler``), one worker pool (``papy._pools``: a ``Pool``) and the
+task inputs, and every consumer goes through the Run's front door::
 
     add_task(f, it) ─┐                  ┌──────────── Scheduler ─────────────┐
     add_task(g, t0) ─┤  start() ──►  top up: weave (stride) ─ buffer slot ─► pool.submit_range
-                     │                  │                                     │ workers
-    next(task=1) ◄───┴── try_result ◄── per-task result chunks ◄── put_range ◄┘
-                            │ not there: drive (top up, pump the pool's I/O) until it is
+                     │   (a Run)        │                                     │ workers
+    next(task=1)  ◄──┤                  │                                     │
+    task iterators ◄─┼── Run.next ◄── per-task result chunks ◄── put_range ◄──┘
+    imap()        ◄──┤       │ a batch at a time; not there: drive (top up, pump the
+    Pipers        ◄──┘       │ pool's I/O) until it is
 
 * Inputs are read lazily in weave order: ``stride`` tasklets of task 0, then
   of task 1, ... An input is read before a buffer slot is taken, so a chained
