@@ -96,8 +96,9 @@ MAX_PENDING_BYTES = 64 << 20
 READ_AHEAD_BYTES = 8 << 20
 
 
-#: what one step of a task's turn did (Run._feed)
-_FED, _NOTHING, _NO_SLOT = 0, 1, 2
+#: what one step of a task's turn did (Run._feed): fed it, fed it and took the
+#: last free slot, found nothing ready, found no free slot
+_FED, _FULL, _NOTHING, _NO_SLOT = 0, 1, 2, 3
 
 
 class Failed:
@@ -709,9 +710,11 @@ class Run:
                 if task < 0:
                     return
                 fed = self._feed(task, room)
-                if fed == _FED:
+                if fed <= _FULL:
                     blocked = False
                     idle = 0
+                    if fed == _FULL and not moves_on:
+                        return  # no slot is left (and no other task can free one)
                     continue
                 if fed == _NO_SLOT:
                     blocked = True
@@ -737,7 +740,8 @@ class Run:
         """One step of ``task``'s turn: read, take slots, submit (see ``top_up``).
 
         Returns ``_FED`` (something was submitted, or the task's input ended),
-        ``_NOTHING`` (its input has nothing ready) or ``_NO_SLOT``.
+        ``_FULL`` (submitted, and the buffer has no free slot left), ``_NOTHING``
+        (its input has nothing ready) or ``_NO_SLOT``.
         """
         sched, chunk, stopping = self.sched, self.chunk, self.stopping
         items = self.kept[task]
@@ -799,7 +803,7 @@ class Run:
         self.kept[task] = rest
         if ended and not rest:
             sched.input_done(task)
-        return _FED
+        return _FULL if got_slots < need or got_slots >= free else _FED
 
     def known_ahead(self, task: int) -> int:
         """Positions of ``task`` past its submitted ones that exist: read from its input

@@ -37,6 +37,7 @@ from time import monotonic
 
 from . import _check, _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
+from ._errors import SchedulerClosed
 from ._log import logger
 from ._pools import NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
 
@@ -1167,12 +1168,21 @@ def _generate(m: IMap, timeout: float | None) -> Iterator[Any]:
     run = m._run
     if run is None:
         return
-    take, ready = run.take, run.ready[0]
+    take, ready, sched = run.take, run.ready[0], run.sched
+    try_values = sched.try_values
     try:
         while ready:  # left by next() on the map itself
             yield ready.popleft()
         while True:
-            status, index, value = take(0, run.chunk, timeout)
+            try:
+                got = try_values(0, run.chunk)
+            except SchedulerClosed:
+                got = None
+            if got is None:
+                got = take(0, run.chunk, timeout)  # waits (and says why a map stopped)
+            elif sched.buffer_used <= run.refill_level:
+                run.refill()
+            status, index, value = got
             if status == RESULT:
                 if run.bars:
                     run.handed(0, index, value)

@@ -766,12 +766,16 @@ class ProcessPool:
         kind = message[0] if message is not None else -1
         batch.reply_bytes += len(frame)
         if kind == OK:
-            task, first, values, errors = message[1:5]
-            if len(message) > 5 and batch.work >= 0:
-                batch.work += message[5]
+            if len(message) == 6:
+                _, task, first, values, errors, seconds = message
+                if batch.work >= 0:
+                    batch.work += seconds
             else:  # a server that does not say: measured between replies
+                _, task, first, values, errors = message
                 batch.work = -1.0
-            self._sched.put_range(task, first, values, _errors_of(errors, _where(w)))
+            self._sched.put_range(
+                task, first, values, _errors_of(errors, _where(w)) if errors else None
+            )
         elif kind == SPLIT:
             _, task, first, blobs, errors = message
             self._deliver_split(task, first, blobs, errors, _where(w))
