@@ -76,9 +76,7 @@ def examples(draw):
     chunksize = draw(st.sampled_from([1, 1, 2, 5, "auto"]))
     faults = ["ok", "ok", "ok", "raise", "stop", "slow"]
     if worker_type == "process":
-        faults.append("unpicklable")
-        if chunksize == 1:
-            faults.append("kill")  # with batches, a kill takes its whole batch
+        faults += ["unpicklable", "kill"]  # a kill fails its item only, batches or not
     n = draw(st.integers(0, 24))
     sizes = st.sampled_from([0, 0, 100, 10_000, 10_000, 1_000_000])
     items = [(i, draw(st.sampled_from(faults)), draw(sizes)) for i in range(n)]

@@ -169,3 +169,17 @@ def test_every_pool_implements_the_whole_interface():
         assert pool.measures is True and pool.fallback is None
         assert pool.cost() is None  # not measured yet
         assert pool.depth() == 2
+
+
+def test_stop_with_a_bad_end_changes_nothing():
+    """(was: IndexError after the map had been stopped and its results discarded)"""
+    with IMap(worker_type="thread", worker_num=1) as m:
+        a = m.add_task(abs, range(5))
+        m.add_task(abs, range(5))
+        m.start()
+        assert next(a) == 0
+        for bad, error in (([7], IndexError), ([0, "x"], TypeError), ("0", TypeError)):
+            with pytest.raises(error):
+                m.stop(ends=bad)
+            assert m.started
+        assert list(a) == [1, 2, 3, 4]

@@ -963,13 +963,21 @@ class IMap:
                 hang. ``None``: stop at once, discarding pending results (a
                 busy process worker is terminated after a short grace period).
             forced: Stop at once, even with ``ends``.
+
+        Raises:
+            IndexError: ``ends`` names a task the map does not have (checked
+                before anything stops: the map runs on).
+            TypeError: ``ends`` is not a sequence of task numbers.
         """
         run = self._run
         if run is None:
             return
+        if ends is not None:  # checked first: a bad `ends` changes nothing
+            if isinstance(ends, (str, bytes)) or not isinstance(ends, Iterable):
+                raise TypeError(f"ends must be a sequence of task numbers, got {ends!r}")
+            ends = [self._check_task(t) for t in ends]
         try:
             if ends is not None and not forced:
-                ends = [self._check_task(t) for t in ends]
                 run.drain(ends)
         finally:
             try:

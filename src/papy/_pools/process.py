@@ -25,8 +25,10 @@ map's helper thread when no consumer is waiting)::
 * Reading and writing are non-blocking and done by one thread, so a full pipe
   in one direction can never stop the other: no deadlock with large items.
 * A dead worker (EOF, a process sentinel, a broken connection): the range it
-  was evaluating fails with ``WorkerLostError`` (or runs again, up to
-  ``retries`` times), its other ranges go back to the front of the queue; a
+  was evaluating runs again item by item (so that only an item that kills a
+  worker fails), and a single item fails with ``WorkerLostError`` (or runs
+  again, up to ``retries`` times); its other ranges go back to the front of
+  the queue; a
   local worker is replaced at once, a remote one is reconnected in the
   background while the map runs (with none left meanwhile, what waits goes to
   the composite pool's local side, or fails).
@@ -926,7 +928,12 @@ class ProcessPool:
                 culprit = False
                 task, first, items = ranges.pop(0)
                 t = tries.pop(0)
-                if t >= self.retries:
+                if len(items) > 1:
+                    # one of its items killed the worker (or the worker just died):
+                    # the items run again one range each, so that only the item
+                    # that kills a worker fails; the others spend no retry
+                    again.extend([task, first + k, [item], t] for k, item in enumerate(items))
+                elif t >= self.retries:
                     self._fail_range(
                         task,
                         first,
