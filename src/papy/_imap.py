@@ -345,13 +345,15 @@ class IMap:
             already runs threads (forking them can deadlock the child).
         chunksize: The most tasklets of one task sent to a worker in one
             message (a batch): a round trip costs more than a quick function,
-            and a worker that dies loses only its batch. ``"auto"``: batches of
+            and a worker that dies costs only its batch (it runs again item by
+            item, so only the item that kills a worker fails). ``"auto"``: batches of
             about 2 ms of a worker's time and at most 1 MB of arguments or
             results, as measured while the map runs (one tasklet at a time
             until the first measurement). ``1``: the lowest latency per item.
-        retries: How often a batch whose worker died (a process, remote or
-            executor worker) is run again before its items fail with
-            ``WorkerLostError``.
+        retries: How often an item whose worker died is run again before it
+            fails with ``WorkerLostError``. Process and remote workers run a
+            lost batch again item by item, so only the item that kills a
+            worker fails; an executor's lost batch runs again whole.
         deadlock_grace: Seconds a provable deadlock (the buffer full of unread
             results, nothing computing, the awaited tasklet not submitted) may
             last before ``next`` raises ``DeadlockError`` instead of waiting
