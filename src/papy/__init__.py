@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._errors import (
     DeadlockError,
+    InitializerError,
     InputError,
     PapyError,
     RemoteTraceback,
@@ -18,7 +19,7 @@ from ._errors import (
     TaskletAbortedError,
     WorkerLostError,
 )
-from ._imap import IMap, MapIterator, NuMap, TaskIterator, imap
+from ._imap import IMap, MapIterator, NuMap, TaskIterator, imap, starmap
 from ._imports import imports
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
@@ -33,10 +34,12 @@ __all__ = [
     "TaskIterator",
     "MapIterator",
     "imap",
+    "starmap",
     "imports",
     "TimeoutError",
     "PapyError",
     "DeadlockError",
+    "InitializerError",
     "InputError",
     "RemoteTraceback",
     "SchedulerClosed",

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from papy import IMap
+from papy import IMap, __version__
 from papy._pools import PROCESS_WORKERS
 from papy._scheduler import IMPLEMENTATION
 
@@ -45,7 +45,18 @@ def _read(log: str) -> str:
         return fh.read().strip()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m papy",
+        description="A short demo of papy's IMap: the seed's degrees(radians(x)) as two "
+        "chained tasks, and two independent tasks woven with stride 2; each prints its "
+        "results and the order in which the tasklets were evaluated.",
+        epilog="papy's remote worker server: python -m papy.remote serve --help",
+    )
+    parser.add_argument("--version", action="version", version=f"papy {__version__}")
+    parser.parse_args(argv)
     print(f"papy demo (scheduler core: {IMPLEMENTATION}, pid {os.getpid()})\n")
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "chain.log")

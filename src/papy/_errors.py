@@ -22,6 +22,7 @@ __all__ = [
     "RemoteTraceback",
     "SerializationError",
     "InputError",
+    "InitializerError",
     "TaskletAbortedError",
     "timeout_error_class",
 ]
@@ -79,6 +80,11 @@ class TaskletAbortedError(PapyError):
     exception: BaseException | None = None
 
 
+class InitializerError(PapyError, RuntimeError):
+    """The worker's ``initializer`` raised: raised at each item that worker evaluates,
+    naming the initializer and its exception."""
+
+
 class InputError(PapyError):
     """The input iterable of a task raised; the original exception is the cause.
 
@@ -111,6 +117,7 @@ for _cls in (
     WorkerLostError,
     SerializationError,
     TaskletAbortedError,
+    InitializerError,
     InputError,
     RemoteTraceback,
 ):

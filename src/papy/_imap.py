@@ -39,13 +39,13 @@ from . import _check, _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
 from ._errors import SchedulerClosed
 from ._log import logger
-from ._pools import NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
+from ._pools import INIT, NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["IMap", "NuMap", "TaskIterator", "imap"]
+__all__ = ["IMap", "NuMap", "TaskIterator", "MapIterator", "imap", "starmap"]
 
 WORKER_TYPES = ("process", "thread")
 DEFAULT_REMOTE_PORT = 18812
@@ -374,6 +374,13 @@ class IMap:
             items in flight fail with ``WorkerLostError`` or, with ``retries``,
             run again elsewhere; papy keeps reconnecting to it while the map
             runs. The server beats four times per period.
+        initializer: Called as ``initializer(*initargs)`` once in each worker
+            (process, thread, or a connection to a remote server) before it
+            evaluates anything, as ``multiprocessing.Pool`` does: to open a
+            connection, load a model, seed a generator ... If it raises,
+            every item that worker evaluates fails with an error saying so.
+            Not with ``executor`` (give the executor its own).
+        initargs: The arguments of ``initializer`` (a tuple or list).
 
     Raises:
         TypeError: An argument of the wrong type (here, not later).
@@ -423,6 +430,8 @@ class IMap:
         executor: Any = None,
         remote_ssl: Mapping[str, str] | None = None,
         remote_heartbeat: float = 10.0,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Sequence[Any] = (),
     ) -> None:
         if (func is None) != (iterable is None):
             missing = "iterable" if iterable is None else "func"
@@ -514,10 +523,31 @@ class IMap:
         self._last_stats: dict[str, Any] | None = None  # stats() of the last run, at stop
         self._run: Run | None = None
         self.remote_heartbeat = _check_heartbeat(remote_heartbeat)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None, got {initializer!r}")
+        if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Sequence):
+            raise TypeError(f"initargs must be a tuple or list, got {type(initargs).__name__}")
+        if initializer is not None and executor is not None:
+            raise ValueError(
+                "initializer= does not reach an executor's workers: give the executor its "
+                "own initializer (ProcessPoolExecutor(initializer=...), Dask's worker plugins)"
+            )
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self._init_payload: tuple[bytes, bool] | None = None  # pickled at the call
+        if initializer is not None and (self._remote or worker_type in NEEDS_PICKLE):
+            from ._serialize import dumps_function, dumps_task
+
+            if self._remote:
+                self._init_payload = (dumps_function(initializer, self.initargs, {}), False)
+            else:
+                self._init_payload = dumps_task(initializer, self.initargs, {})
         self._pool_options: Any = {
             "executor": executor,
             "remote_ssl": remote_ssl,
             "remote_heartbeat": self.remote_heartbeat,
+            "initializer": self.initializer,
+            "initargs": self.initargs,
         }
         self.tracked: dict[int, dict[int, Any]] = {}
         if func is not None:
@@ -561,6 +591,8 @@ class IMap:
             "deadlock_grace": self.deadlock_grace,
             "remote_ssl": self._pool_options.get("remote_ssl"),
             "remote_heartbeat": self.remote_heartbeat,
+            "initializer": self.initializer,
+            "initargs": self.initargs,
         }
         if self.worker_type == "executor":  # (the worker type given is not used then)
             settings["worker_type"] = "process"
@@ -802,6 +834,10 @@ class IMap:
             i: TaskDef(t.func, t.args, t.kwargs, *self._payloads.get(i, (None, False)))
             for i, t in enumerate(self._tasks)
         }
+        if self.initializer is not None:  # once per worker, when its tasks are defined
+            defs[INIT] = TaskDef(
+                self.initializer, self.initargs, {}, *(self._init_payload or (None, False))
+            )
         pool = make_pool(
             PoolConfig(
                 self.worker_type,
@@ -1057,6 +1093,14 @@ class IMap:
         )
 
 
+#: the keywords imap() and starmap() pass on to IMap
+_IMAP_OPTIONS = frozenset(
+    IMap.__init__.__code__.co_varnames[
+        1 : IMap.__init__.__code__.co_argcount + IMap.__init__.__code__.co_kwonlyargcount
+    ]
+) - {"func", "iterable", "args", "kwargs"}
+
+
 class NuMap(IMap):
     """IMap with the original PaPy's defaults, for code written for its ``NuMap``.
 
@@ -1076,47 +1120,139 @@ class NuMap(IMap):
 
 def imap(
     func: Callable[..., Any],
-    iterable: Iterable[Any],
+    *iterables: Iterable[Any],
     args: Sequence[Any] | None = None,
     kwargs: Mapping[str, Any] | None = None,
-    *,
     timeout: float | None = None,
     progress: bool | Mapping[str, Any] = False,
     **options: Any,
 ) -> MapIterator:
     """Like the builtin ``map``, but parallel and lazy: one call, one iterator.
 
-    Makes an ``IMap(**options)`` with the one task ``func(item, *args,
-    **kwargs)`` and starts it now, so that bad arguments fail at the call. The
-    first item that fails raises its exception and ends the iteration, as with
-    ``map``. The workers stop when the iterator is exhausted, closed or
-    garbage-collected (breaking out of a ``for`` loop is enough).
+    ``imap(f, xs)`` evaluates ``f(x)`` for each ``x``; ``imap(f, xs, ys)``
+    evaluates ``f(x, y)`` for the pairs of ``zip(xs, ys)``, stopping at the
+    shortest input, as ``map`` does. Makes an ``IMap(**options)`` with that one
+    task and starts it now, so that bad arguments fail at the call. The first
+    item that fails raises its exception and ends the iteration, as with
+    ``map``. The workers stop when the iterator is exhausted, closed, left in
+    a ``with`` block, or garbage-collected (breaking out of a ``for`` loop is
+    enough).
 
     Args:
-        func: The function, called as ``func(item, *args, **kwargs)``.
-        iterable: The input, read lazily (an endless generator is fine).
-        args: Constant positional arguments, after the item.
+        func: The function, called as ``func(x, ..., *args, **kwargs)`` with
+            one item of each iterable.
+        *iterables: The inputs, read lazily (an endless generator is fine);
+            at least one.
+        args: Constant positional arguments, after the items.
         kwargs: Constant keyword arguments.
         timeout: Seconds to wait at most for each result
-            (``papy.TimeoutError``); ``None``: no limit.
+            (``papy.TimeoutError``, and the iterator goes on); ``None``: no
+            limit.
         progress: ``True`` shows a tqdm progress bar on stderr, with a total
-            when ``iterable`` has a length (``pip install "papy2[progress]"``);
+            when the input has a length (``pip install "papy2[progress]"``);
             a dict passes tqdm options (``desc``, ``position``, ``leave``,
             ``total`` ...).
         **options: IMap's constructor arguments (``worker_type``,
             ``worker_num``, ``stride``, ``buffer``, ``ordered``, ``chunksize``,
-            ``executor`` ...). With ``chunksize`` c > 1, up to c ready results
-            are taken at once.
+            ``initializer``, ``initargs``, ``executor`` ...). With
+            ``chunksize`` c > 1, up to c ready results are taken at once.
 
     Returns:
         The iterator over the results, with the map's ``stats()``.
 
     Raises:
-        TypeError: What ``IMap`` and ``add_task`` raise for bad arguments; a
-            ``progress`` that is neither a bool nor a dict.
+        TypeError: No iterable; an unknown keyword argument (named in the
+            message); what ``IMap`` and ``add_task`` raise for bad
+            arguments; a ``progress`` that is neither a bool nor a dict.
         ValueError: What ``IMap`` and ``add_task`` raise.
         ImportError: ``progress`` without tqdm installed.
     """
+    if not iterables:
+        raise TypeError("imap() needs at least one iterable: imap(func, iterable, ...)")
+    if len(iterables) == 1:
+        return _map_one(func, iterables[0], args, kwargs, timeout, progress, options, "imap")
+    length = _shortest(iterables)
+    return _map_one(
+        _Star(func), zip(*iterables), args, kwargs, timeout, progress, options, "imap", length
+    )
+
+
+def starmap(
+    func: Callable[..., Any],
+    iterable: Iterable[Iterable[Any]],
+    *,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    progress: bool | Mapping[str, Any] = False,
+    **options: Any,
+) -> MapIterator:
+    """Like ``itertools.starmap``, but parallel and lazy: ``func(*item)`` for each
+    item (a tuple of arguments) of ``iterable``; otherwise as ``imap``.
+
+    Args:
+        func: The function, called as ``func(*item, *args, **kwargs)``.
+        iterable: The argument tuples, read lazily.
+        args: Constant positional arguments, after an item's.
+        kwargs: Constant keyword arguments.
+        timeout: As ``imap``'s.
+        progress: As ``imap``'s.
+        **options: IMap's constructor arguments, as ``imap``'s.
+
+    Returns:
+        The iterator over the results, with the map's ``stats()``.
+    """
+    return _map_one(_Star(func), iterable, args, kwargs, timeout, progress, options, "starmap")
+
+
+class _Star:
+    """``func(*item, ...)``: a task function that spreads each item over the
+    positional arguments (``starmap``, and ``imap`` over several iterables).
+    Module level, so process workers find it by reference."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, item: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*item, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"starred({self.func!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Star, (self.func,))
+
+
+def _shortest(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """The length of ``zip(*iterables)`` if every iterable says its own."""
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _map_one(
+    func: Callable[..., Any],
+    iterable: Iterable[Any],
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    timeout: float | None,
+    progress: bool | Mapping[str, Any],
+    options: dict[str, Any],
+    caller: str,
+    length: int | None = None,
+) -> MapIterator:
+    """One started IMap of one task, behind a ``MapIterator``."""
+    unknown = sorted(set(options) - _IMAP_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"{caller}() got an unexpected keyword argument {unknown[0]!r} (its keywords: "
+            "args, kwargs, timeout, progress, and IMap's: " + ", ".join(sorted(_IMAP_OPTIONS)) + ")"
+        )
+    if progress and length is not None:
+        progress = {"total": length, **(progress if isinstance(progress, Mapping) else {})}
     make_bar = _progress_factory(progress, iterable, None)
     m = IMap(**options)
     m.add_task(func, iterable, args, kwargs, timeout=timeout)
@@ -1159,6 +1295,14 @@ class MapIterator(Iterator["Any"]):
         """Stop the map now (as closing a generator does)."""
         self._gen.close()  # type: ignore[attr-defined]
         self._imap.stop()
+
+    def __enter__(self) -> MapIterator:
+        """``with papy.imap(...) as results:`` binds the iterator."""
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        """Leaving the block stops the map (``close()``), however the block ended."""
+        self.close()
 
     def stats(self) -> dict[str, Any]:
         """The map's ``IMap.stats()``: the final snapshot once the iteration ended."""

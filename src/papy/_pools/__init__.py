@@ -84,6 +84,7 @@ else:
     Deliver = Fallback = Pool = None  # only used in annotations
 
 __all__ = [
+    "INIT",
     "Pool",
     "Fallback",
     "Deliver",
@@ -158,6 +159,11 @@ class PoolConfig(
 
     __slots__ = ()
 
+
+#: the pseudo-task of a map's ``initializer`` among its task definitions:
+#: ``TaskDef(initializer, initargs, {}, ...)``, run once per worker when the tasks
+#: are defined (``_child.run_initializer``, a remote worker's ``define``)
+INIT = -1
 
 #: worker types whose tasks must be picklable (IMap pickles them at add_task)
 NEEDS_PICKLE = {"process"}

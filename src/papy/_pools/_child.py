@@ -5,7 +5,7 @@ socket, after the RPyC handshake) alike. Messages are frames (``_io``) holding
 one pickle each:
 
 * parent -> worker: ``(TASKS, {task: pickled (func, args, kwargs)})`` once per
-  task and worker; ``(RUN, seq, [(task, first, items), ...])`` per batch, each
+  task and worker (task ``INIT``: the map's initializer, run once here); ``(RUN, seq, [(task, first, items), ...])`` per batch, each
   entry a range of consecutive tasklets of one task; ``(SPLIT, seq, k)``;
   ``(EXIT,)``.
 * worker -> parent, in the order of the requests: one reply per *range* of
@@ -44,6 +44,8 @@ RUN = 1
 EXIT = 2
 SPLIT = 3
 
+from . import INIT  # noqa: E402 - the initializer's pseudo-task (run_initializer)
+
 OK = 0
 BROKEN = 1
 GONE = 2
@@ -53,6 +55,28 @@ _PROTOCOL = 5
 #: replies kept for a SPLIT request: at most this many, of at most _KEEP_BYTES in all
 _KEEP = 8
 _KEEP_BYTES = 16 * 1024 * 1024
+
+
+def run_initializer(tasks: dict[int, Any]) -> None:
+    """Run (and forget) the map's initializer once, in this worker; if it raises,
+    every item this worker evaluates fails with that exception as the cause."""
+    init = tasks.pop(INIT, None)
+    if init is None:
+        return
+    func, args, _ = init
+    try:
+        func(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported at each item of this worker
+        _exit_if_forked(exc)
+        message = f"the worker's initializer {safe_str(func)} raised {type(exc).__name__}: {safe_str(exc)}"
+
+        def fail(item: Any, *args: Any, **kwargs: Any) -> Any:
+            from .._errors import InitializerError
+
+            raise InitializerError(message)
+
+        for task in list(tasks):
+            tasks[task] = (fail, (), {})
 
 
 def _broken_task(exc: BaseException) -> Any:
@@ -371,6 +395,7 @@ def serve(endpoint: _Endpoint, tasks: dict[int, Any] | None = None) -> None:
                     except BaseException as exc:  # noqa: BLE001
                         _exit_if_forked(exc)
                         tasks[task] = (_broken_task(exc), (), {})
+                run_initializer(tasks)
             else:
                 return
         except (OSError, ValueError):  # the parent went away

@@ -9,14 +9,16 @@ imports from papy and valid on every Python version papy supports.
 Wire format (all ``bytes``, pickled with protocol 5):
 
 * ``define(task, payload)``: ``payload`` is the pickled ``(func, args, kwargs)``
-  of one task, sent once per connection.
+  of one task, sent once per connection; task -1 is the map's initializer,
+  ``(initializer, initargs, {})``, run at once.
 * ``run(data)``: ``data`` is the pickled batch ``[(task, index, item), ...]``;
   the reply is the pickled list of ``(ok, value)``, one per item, or a ``str``
   if the batch itself could not be unpickled here. For a failure, ``value`` is
   ``(exception or None, traceback text, kind, message)``: ``exception`` is
   ``None`` when it could not travel, and the client rebuilds it from ``kind``
   (``"aborted"``: a ``BaseException`` that is not an ``Exception``;
-  ``"serialization"``: something could not be pickled or unpickled).
+  ``"serialization"``: something could not be pickled or unpickled;
+  ``"initializer"``: the map's initializer raised on this worker).
 """
 
 import os
@@ -70,16 +72,21 @@ def _failure(exc, where):
 
 
 class _Broken:
-    """Stands for a task whose function could not be unpickled here."""
+    """Stands for a task whose function could not be unpickled here (``kind``
+    "serialization"), or for every task when the initializer raised ("initializer")."""
 
-    def __init__(self, message, tb):
+    def __init__(self, message, tb, kind="serialization"):
         self.message = message
         self.tb = tb
+        self.kind = kind
 
 
-def _raiser(message):
+def _raiser(message, kind="serialization"):
     try:  # papy's own server has papy; a classic server may not
-        from papy._errors import SerializationError as error
+        if kind == "initializer":
+            from papy._errors import InitializerError as error
+        else:
+            from papy._errors import SerializationError as error
     except ImportError:
         error = RuntimeError
 
@@ -94,18 +101,35 @@ class Worker:
 
     def __init__(self):
         self.tasks = {}
+        self.init_failure = None  # a _Broken: the initializer raised
 
     def hello(self):
         """``(wire version, pid, host name, python version)``: who is answering."""
         return (WIRE_VERSION, os.getpid(), socket.gethostname(), tuple(sys.version_info[:3]))
 
     def define(self, task, payload):
-        """Unpickle the function of ``task``; a failure is reported at each of its items."""
+        """Unpickle the function of ``task``; a failure is reported at each of its items.
+
+        Task -1 is the map's initializer, ``(initializer, initargs, {})``: it runs
+        here, once per connection; if it raises, every item fails with that reason.
+        """
         if not isinstance(task, int) or not isinstance(payload, bytes):
             raise TypeError("define() takes an int and bytes")
         try:
-            self.tasks[task] = pickle.loads(payload)
+            definition = pickle.loads(payload)
+            if task == -1:
+                func, args, _ = definition
+                func(*args)
+                return
+            self.tasks[task] = definition
         except BaseException as exc:  # noqa: BLE001 - reported at every item of the task
+            if task == -1:
+                self.init_failure = _Broken(
+                    f"the worker's initializer raised on the remote worker: {exc!r}",
+                    _format_tb(exc),
+                    "initializer",
+                )
+                return
             message = (
                 f"the function of task {task} could not be unpickled on the remote worker: {exc!r}"
             )
@@ -116,8 +140,10 @@ class Worker:
         unpickled raises its reason at each item (papy's own server, stream mode)."""
         out = {}
         for task, definition in self.tasks.items():
+            if self.init_failure is not None:
+                definition = self.init_failure
             if isinstance(definition, _Broken):
-                out[task] = (_raiser(definition.message), (), {})
+                out[task] = (_raiser(definition.message, definition.kind), (), {})
             else:
                 out[task] = definition
         return out
@@ -136,12 +162,14 @@ class Worker:
         for task, index, item in batch:
             where = f"item {index} of task {task}"
             definition = self.tasks.get(task)
+            if self.init_failure is not None and definition is not None:
+                definition = self.init_failure
             if definition is None:
                 message = f"task {task} is not defined on this remote worker"
                 values.append((False, (None, "", "serialization", message)))
                 continue
             if isinstance(definition, _Broken):
-                values.append((False, (None, definition.tb, "serialization", definition.message)))
+                values.append((False, (None, definition.tb, definition.kind, definition.message)))
                 continue
             func, args, kwargs = definition
             try:

@@ -41,7 +41,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._errors import PapyError, SerializationError, TaskletAbortedError, WorkerLostError
+from .._errors import (
+    InitializerError,
+    PapyError,
+    SerializationError,
+    TaskletAbortedError,
+    WorkerLostError,
+)
 from .._serialize import PROTOCOL, dumps, revive
 
 TYPE_CHECKING = False
@@ -821,7 +827,12 @@ class RemotePool:
     def _exception(slot: _Slot, value: tuple[Any, str, str, str]) -> BaseException:
         exc, tb, kind, message = value
         if exc is None:
-            exc = TaskletAbortedError(message) if kind == "aborted" else SerializationError(message)
+            if kind == "aborted":
+                exc = TaskletAbortedError(message)
+            elif kind == "initializer":
+                exc = InitializerError(message)
+            else:
+                exc = SerializationError(message)
         if not tb:
             return exc  # type: ignore[no-any-return]
         pid = slot.link.pid if slot.link is not None else "?"

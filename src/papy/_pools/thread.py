@@ -18,14 +18,14 @@ from sys import getsizeof
 from time import monotonic
 
 from .._serialize import located_tb, revive, where, wrap_base_exception
-from . import _child
+from . import INIT, TaskDef, TaskDefs, _child
 from ._child import _evaluate_range
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
 if TYPE_CHECKING:
     from typing import Any
 
-    from . import Fallback, Sink, TaskDefs
+    from . import Fallback, Sink
     from ._io import Waker
 
 _STOP = None
@@ -85,6 +85,10 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
     each range is delivered (and a waiting driver woken) as soon as it is done."""
     get = pool._inbox.get
     put_range, wake = sink.sched.put_range, sink.waker.wake
+    if INIT in tasks:  # the map's initializer, once in this thread
+        mine = {task: (d.func, d.args, d.kwargs) for task, d in tasks.items()}
+        _child.run_initializer(mine)
+        tasks = {task: TaskDef(*mine[task], None) for task in mine}
     while True:
         job = get()
         if job is _STOP or pool._closing:
