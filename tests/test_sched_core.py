@@ -76,7 +76,7 @@ def test_module_surface(sched_module: ModuleType, sched_implementation: Any) -> 
     assert (sched_module.RESULT, sched_module.ERROR, sched_module.FINISHED) == (0, 1, 2)
     assert sched_module.WAIT_SLICE == 0.05
     assert sorted(sched_module.__all__) == sorted(
-        ["Scheduler", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
+        ["Scheduler", "Outlet", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
     )
     public = {n for n in dir(sched_module.Scheduler) if not n.startswith("_")}
     assert public == {
@@ -1089,3 +1089,38 @@ def test_put_range_delivers_values_and_errors_at_their_positions(sched_module: M
         s.put_range(0, -1, [])
     with pytest.raises(IndexError):
         s.put_range(3, 0, [])
+
+
+# -- Outlet: the base of the result iterators ----------------------------------------
+def test_outlet_hands_out_a_shared_deque_then_refills(sched_module: ModuleType) -> None:
+    from collections import deque
+
+    ready: deque[int] = deque([1, 2])
+    calls = []
+
+    def refill(outlet: Any) -> int:
+        calls.append(outlet)
+        if len(calls) == 1:
+            ready.extend([4, 5])
+            return 3
+        raise StopIteration
+
+    a, b = sched_module.Outlet(), sched_module.Outlet()
+    assert list(a) == []  # unbound: empty
+    a.bind(ready, refill)
+    b.bind(ready, refill)
+    assert iter(a) is a
+    assert [next(a), next(b)] == [1, 2]  # one deque, each result handed out once
+    assert next(b) == 3 and calls == [b]
+    assert list(a) == [4, 5]
+    assert list(b) == []
+
+    def fail(outlet: Any) -> int:
+        raise KeyError("item")
+
+    c = sched_module.Outlet()
+    c.bind(deque(), fail)
+    with pytest.raises(KeyError):
+        next(c)
+    with pytest.raises(KeyError):  # still usable: the refill decides
+        next(c)

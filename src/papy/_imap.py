@@ -32,12 +32,11 @@ import numbers
 import os
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import monotonic
 
 from . import _check, _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
-from ._errors import SchedulerClosed
 from ._log import logger
 from ._pools import INIT, NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
 
@@ -178,7 +177,7 @@ def _register_exit_hook() -> None:
         atexit.register(_shutdown_all)
 
 
-class TaskIterator:
+class TaskIterator(_scheduler.Outlet):
     """The iterator over one task's results, returned by ``IMap.add_task`` and
     ``IMap.get_task`` (not made directly).
 
@@ -195,36 +194,24 @@ class TaskIterator:
         block: The default ``block`` of ``next`` (``False``: never wait).
     """
 
-    __slots__ = ("_imap", "task", "timeout", "block", "_ready", "__weakref__")
+    __slots__ = ("_imap", "task", "timeout", "block")
 
     def __init__(self, imap: IMap, task: int, timeout: float | None = None, block: bool = True):
+        super().__init__()
         self._imap = imap
         self.task = task
         self.timeout = timeout
         self.block = block
-        # the running map's results of this task handed out with their batch and not
-        # returned yet (Run.ready[task], shared by every iterator of the task)
-        self._ready: deque[Any] = deque()
+        # ``next(it)`` (the Outlet, at C speed with the compiled core) pops the
+        # results of this task handed out with the last batch and not returned yet
+        # (the running map's Run.ready[task], shared by every iterator of the task);
+        # when there is none, ``_next_of_map`` takes the next batch
+        self.bind(_NOTHING_READY, _next_of_map)
 
     @property
     def imap(self) -> IMap:
         """The IMap this task belongs to."""
         return self._imap
-
-    def __iter__(self) -> TaskIterator:
-        return self
-
-    def __next__(self) -> Any:
-        try:  # the common case: handed out with the last batch
-            return self._ready.popleft()
-        except IndexError:
-            pass
-        imap = self._imap
-        value = imap.next(self.timeout, self.task, self.block)
-        run = imap._run
-        if run is not None:  # (a run empties its deques when it stops)
-            self._ready = run.ready[self.task]
-        return value
 
     def outcome(self, timeout: float | None = None) -> tuple[bool, Any]:
         """The task's next outcome without raising an item's exception: ``(True,
@@ -265,6 +252,20 @@ class TaskIterator:
 
     def __repr__(self) -> str:
         return f"<TaskIterator task={self.task} of {self._imap!r}>"
+
+
+_NOTHING_READY: deque[Any] = deque()  # never filled: a task iterator before its first result
+
+
+def _next_of_map(it: TaskIterator) -> Any:
+    """(a task iterator whose ready results ran out) The task's next result from the
+    map, which hands its batch out; the iterator then pops the rest of it."""
+    imap = it._imap
+    value = imap.next(it.timeout, it.task, it.block)
+    run = imap._run
+    if run is not None:  # (a run empties its deques when it stops)
+        it.bind(run.ready[it.task], _next_of_map)
+    return value
 
 
 class IMap:
@@ -1262,38 +1263,31 @@ def _map_one(
     return MapIterator(m, timeout)
 
 
-class MapIterator(Iterator["Any"]):
-    """What ``imap`` returns: the iterator over the results, with the map's ``stats()``.
+class MapIterator(_scheduler.Outlet):
+    """What ``imap`` and ``starmap`` return: the iterator over the results, with the
+    map's ``stats()``.
 
     It behaves like a generator: the first item that fails raises its exception
-    and ends it, and ``close()``, exhausting it or dropping it stops the map's
-    workers. A ``TimeoutError`` (``imap(timeout=...)``) does not end it: the
-    map goes on, and the next ``next()`` waits again. ``stats()`` stays
-    available afterwards, as the final snapshot.
-
+    and ends it, and ``close()``, exhausting it, leaving a ``with`` block or
+    dropping it stops the map's workers. A ``TimeoutError``
+    (``imap(timeout=...)``) does not end it: the map goes on, and the next
+    ``next()`` waits again. ``stats()`` stays available afterwards, as the
+    final snapshot.
     """
 
-    __slots__ = ("_imap", "_gen", "_timeout")
+    __slots__ = ("_imap", "_timeout")
 
     def __init__(self, imap: IMap, timeout: float | None = None) -> None:
+        super().__init__()
         self._imap = imap
         self._timeout = timeout
-        self._gen = _generate(imap, timeout)
-
-    def __iter__(self) -> MapIterator:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._gen)
-        except TimeoutError:
-            if self._imap.started:  # a wait timed out: the map goes on
-                self._gen = _generate(self._imap, self._timeout)
-            raise
+        # ``next(it)`` (the Outlet, at C speed with the compiled core) pops the
+        # results of the last batch; when there is none, ``_next_batch`` takes one
+        run = imap._run
+        self.bind(run.ready[0] if run is not None else _NOTHING_READY, _next_batch)
 
     def close(self) -> None:
         """Stop the map now (as closing a generator does)."""
-        self._gen.close()  # type: ignore[attr-defined]
         self._imap.stop()
 
     def __enter__(self) -> MapIterator:
@@ -1314,43 +1308,38 @@ class MapIterator(Iterator["Any"]):
         return self._imap
 
 
-def _generate(m: IMap, timeout: float | None) -> Iterator[Any]:
-    """The generator behind ``imap``: hands out results a batch at a time; stops the
-    map at the end, at the first failure, when closed or collected, but not when a
-    wait times out (``MapIterator`` then starts a new one over the same map)."""
-    RESULT, FINISHED = _scheduler.RESULT, _scheduler.FINISHED
+def _next_batch(it: MapIterator) -> Any:
+    """(``imap``'s iterator, its ready results out) Take the next batch of results:
+    its first is returned, the rest left for the iterator to pop. Stops the map at
+    the end and at the first failure, but not when a wait times out."""
+    m = it._imap
     run = m._run
     if run is None:
-        return
-    take, ready, sched = run.take, run.ready[0], run.sched
-    try_values = sched.try_values
+        raise StopIteration
+    sched = run.sched
     try:
-        while ready:  # left by next() on the map itself
-            yield ready.popleft()
-        while True:
-            try:
-                got = try_values(0, run.chunk)
-            except SchedulerClosed:
-                got = None
-            if got is None:
-                got = take(0, run.chunk, timeout)  # waits (and says why a map stopped)
-            elif sched.buffer_used <= run.refill_level:
-                run.refill()
-            status, index, value = got
-            if status == RESULT:
-                if run.bars:
-                    run.handed(0, index, value)
-                yield from value
-            elif status == FINISHED:
-                m.stop()
-                return
-            else:
-                if run.bars:
-                    run.handed(0, index, (value,))
-                m.stop()
-                raise value
-    except TimeoutError:  # a wait that timed out (an item's own one stopped the map)
+        got = sched.try_values(0, run.chunk) if not sched.closed else None
+        if got is None:
+            got = run.take(0, run.chunk, it._timeout)  # waits (and says why a map stopped)
+        elif sched.buffer_used <= run.refill_level:
+            run.refill()
+    except TimeoutError:  # a wait that timed out: the map goes on
         raise
     except BaseException:
         m.stop()
         raise
+    status, index, value = got
+    if status == _scheduler.RESULT:
+        if run.bars:
+            run.handed(0, index, value)
+        if len(value) == 1:
+            return value[0]
+        ready = run.ready[0]
+        ready.extend(value)
+        return ready.popleft()
+    if run.bars and status != _scheduler.FINISHED:
+        run.handed(0, index, (value,))
+    m.stop()
+    if status == _scheduler.FINISHED:
+        raise StopIteration
+    raise value

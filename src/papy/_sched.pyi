@@ -2,13 +2,18 @@
 
 from typing import Any, Final
 
-__all__ = ["Scheduler", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
+__all__ = ["Scheduler", "Outlet", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
 
 IMPLEMENTATION: str
 RESULT: Final = 0
 ERROR: Final = 1
 FINISHED: Final = 2
 WAIT_SLICE: float
+
+class Outlet:
+    def bind(self, ready: Any, refill: Any) -> None: ...
+    def __iter__(self) -> Outlet: ...
+    def __next__(self) -> Any: ...
 
 class Scheduler:
     def __init__(

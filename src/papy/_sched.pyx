@@ -34,7 +34,7 @@ from collections import deque
 
 from papy._errors import DeadlockError, SchedulerClosed, timeout_error_class
 
-__all__ = ["Scheduler", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
+__all__ = ["Scheduler", "Outlet", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
 
 IMPLEMENTATION = "cython"
 
@@ -1170,3 +1170,46 @@ cdef class Scheduler:
             f"<Scheduler {IMPLEMENTATION} {state} tasks={self._n_obj} stride={self._stride_obj} "
             f"buffer={self._used}/{self._buffer_obj} in_flight={self._in_flight}>"
         )
+
+
+cdef class Outlet:
+    """Hands out results one by one, at C speed, from a deque that ``refill``
+    fills a batch at a time (the base of papy's result iterators).
+
+    ``bind(ready, refill)``: ``ready`` is the deque (it may be shared by several
+    outlets: each result is handed out once); ``refill(outlet)`` is called when
+    it is empty and returns the next result (or raises: ``StopIteration`` at
+    the end, an item's exception, a timeout ...).
+    """
+
+    cdef object _ready
+    cdef object _pop
+    cdef object _refill
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._ready = _EMPTY
+        self._pop = _EMPTY.popleft
+        self._refill = None
+
+    def bind(self, ready, refill):
+        """Hand out from ``ready``; call ``refill(self)`` when it is empty."""
+        self._ready = ready
+        self._pop = ready.popleft
+        self._refill = refill
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._ready:  # (no exception on the way to a refill: one item a batch)
+            try:
+                return self._pop()
+            except IndexError:  # another consumer took the last one meanwhile
+                pass
+        if self._refill is None:
+            raise StopIteration
+        return self._refill(self)
+
+
+cdef object _EMPTY = deque()  # never filled: an unbound outlet is empty

@@ -53,7 +53,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: it would double imp
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Scheduler", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
+__all__ = ["Scheduler", "Outlet", "RESULT", "ERROR", "FINISHED", "WAIT_SLICE", "IMPLEMENTATION"]
 
 IMPLEMENTATION = "python"
 
@@ -930,3 +930,43 @@ class Scheduler:
             f"<Scheduler {IMPLEMENTATION} {state} tasks={self._n} stride={self._stride} "
             f"buffer={self._used}/{self._buffer} in_flight={self._in_flight}>"
         )
+
+
+class Outlet:
+    """Hands out results one by one from a deque that ``refill`` fills a batch at
+    a time (the base of papy's result iterators; compiled in ``papy._sched``).
+
+    ``bind(ready, refill)``: ``ready`` is the deque (it may be shared by several
+    outlets: each result is handed out once); ``refill(outlet)`` is called when
+    it is empty and returns the next result (or raises: ``StopIteration`` at
+    the end, an item's exception, a timeout ...).
+    """
+
+    __slots__ = ("_ready", "_pop", "_refill", "__weakref__")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._ready: Any = _EMPTY
+        self._pop: Any = _EMPTY.popleft
+        self._refill: Any = None
+
+    def bind(self, ready: Any, refill: Any) -> None:
+        """Hand out from ``ready``; call ``refill(self)`` when it is empty."""
+        self._ready = ready
+        self._pop = ready.popleft
+        self._refill = refill
+
+    def __iter__(self) -> Outlet:
+        return self
+
+    def __next__(self) -> Any:
+        if self._ready:  # (no exception on the way to a refill: one item a batch)
+            try:
+                return self._pop()
+            except IndexError:  # another consumer took the last one meanwhile
+                pass
+        if self._refill is None:
+            raise StopIteration
+        return self._refill(self)
+
+
+_EMPTY: deque[Any] = deque()  # never filled: an unbound outlet is empty

@@ -5,6 +5,9 @@ forces the pure-Python twin (``0``, ``false``, ``no``, ``off`` do not); so
 does a Python implementation other than CPython. Otherwise the compiled core
 must import: a normal install that lacks it is broken, and we say so instead
 of silently running the slow path. Nothing else imports either core directly.
+
+``Outlet`` (the base of papy's result iterators) is taken from the core chosen
+here, once: the iterator classes are built at import.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from types import ModuleType
 
 TYPE_CHECKING = False  # without importing typing (import time)
 
-__all__ = ["NO_EXTENSIONS", "IMPLEMENTATION", "core", "Scheduler", "RESULT", "ERROR", "FINISHED"]
+__all__ = [
+    "NO_EXTENSIONS", "IMPLEMENTATION", "core", "Scheduler", "Outlet", "RESULT", "ERROR", "FINISHED"
+]  # fmt: skip
 
 
 def env_flag(name: str) -> bool:
@@ -49,6 +54,7 @@ else:
 core_module: ModuleType = core
 IMPLEMENTATION: str = core.IMPLEMENTATION
 Scheduler = core.Scheduler
+Outlet = core.Outlet
 RESULT = core.RESULT
 ERROR = core.ERROR
 FINISHED = core.FINISHED
