@@ -151,16 +151,9 @@ def test_every_pool_implements_the_whole_interface():
     from papy._pools.thread import ThreadPool
 
     wanted = (
-        "start",
-        "submit_range",
-        "flush",
-        "pump",
-        "shutdown",
-        "cost",
-        "depth",
-        "load",
-        "alive",
-    )
+        "start", "submit_range", "flush", "pump", "shutdown", "cost", "depth", "load", "alive",
+        "worker_stats",
+    )  # fmt: skip
     for cls in (ProcessPool, ThreadPool, ExecutorPool, RemotePool, CompositePool):
         missing = [name for name in wanted if not callable(getattr(cls, name, None))]
         assert not missing, (cls.__name__, missing)

@@ -274,3 +274,37 @@ def test_papy_no_extensions_refuses_a_typo():
         [sys.executable, "-c", "import papy"], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode != 0 and "PAPY_NO_EXTENSIONS='ture' is not an on/off value" in out.stderr
+
+
+def nap_ms(x):
+    import time
+
+    time.sleep(0.001)
+    return x
+
+
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_stats_per_worker(worker_type):
+    with IMap(nap_ms, range(300), worker_type=worker_type, worker_num=2, chunksize=5) as m:
+        assert sum(1 for _ in m) == 300
+        per_worker = m.stats()["per_worker"]
+    assert [w["worker"] for w in per_worker] == [f"{worker_type} 0", f"{worker_type} 1"]
+    assert sum(w["items"] for w in per_worker) == 300
+    for w in per_worker:
+        assert w["items"] > 0 and w["batches"] > 0 and w["largest_batch"] <= 5
+        assert w["mean_batch"] == pytest.approx(w["items"] / w["batches"])
+        assert w["busy"] >= 0.001 * w["items"] * 0.9  # each item sleeps 1 ms
+        assert w["idle"] >= 0
+    kept = m.stats()["per_worker"]  # the snapshot taken at stop
+    assert [(w["items"], w["batches"]) for w in kept] == [
+        (w["items"], w["batches"]) for w in per_worker
+    ]
+
+
+def test_the_progress_bar_shows_the_workers(monkeypatch):
+    pytest.importorskip("tqdm")
+    bars = _Bars(monkeypatch)
+    results = papy.imap(nap_ms, range(50), worker_type="thread", worker_num=2, progress=True)
+    assert sum(1 for _ in results) == 50
+    postfix = bars.made[-1].postfix
+    assert "2 workers" in postfix and "% busy" in postfix and "batches of" in postfix

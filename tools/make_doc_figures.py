@@ -15,6 +15,8 @@ Figures:
   ``multiprocessing.Pool.imap`` calls (every A first).
 * ``buffer.png``: buffer occupancy over time (in flight / ready) with a consumer
   that pauses now and then, for the default buffer and a larger one.
+* ``workers.png``: what each worker did in a map of uneven items
+  (``stats()['per_worker']``: busy and idle seconds, items, batches).
 """
 
 from __future__ import annotations
@@ -303,11 +305,53 @@ def buffer_figure() -> None:
     plt.close(fig)
 
 
+def _uneven(x: int) -> int:
+    """Every tenth item costs ten times the others (CPU, not sleep)."""
+    end = time.process_time() + (0.010 if x % 10 == 0 else 0.001)
+    while time.process_time() < end:
+        pass
+    return x
+
+
+def workers_figure() -> None:
+    """What each worker did (``stats()['per_worker']``) in a real map: 2 process
+    workers, 2,000 items of 1 ms with every tenth of 10 ms, the defaults."""
+    with IMap(_uneven, range(2000), worker_num=2) as m:
+        for _ in m:
+            pass
+        stats = m.stats()
+    workers = stats["per_worker"]
+    names = [w["worker"] for w in workers]
+    busy = [w["busy"] for w in workers]
+    idle = [w["idle"] for w in workers]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 2.8))
+    ax.barh(names, busy, color="#4C72B0", label="busy")
+    ax.barh(names, idle, left=busy, color="#C9C9C9", label="idle")
+    ax.set_xlabel("seconds")
+    ax.set_title(f"busy and idle ({stats['elapsed']:.2f} s elapsed)")
+    ax.legend(loc="lower right", fontsize=8)
+    bx.barh(names, [w["items"] for w in workers], color="#55A868")
+    for y, w in enumerate(workers):
+        bx.text(
+            w["items"], y, f" {w['batches']} batches, mean {w['mean_batch']:.1f}, "
+            f"largest {w['largest_batch']}", va="center", fontsize=8,
+        )  # fmt: skip
+    bx.set_xlabel("items")
+    bx.set_xlim(0, max(w["items"] for w in workers) * 2.2)
+    bx.set_title("items and batches")
+    fig.tight_layout()
+    fig.savefig(OUT / "workers.png", dpi=110)
+    plt.close(fig)
+    for w in workers:
+        print(w)
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     weave_figure()
     chain_figure()
     buffer_figure()
+    workers_figure()
     print("written:", ", ".join(sorted(p.name for p in OUT.glob("*.png"))))
     return 0
 

@@ -475,6 +475,7 @@ class Run:
         # (the IMap's, as they were at start): written at hand-out
         self.tracked = tracked if tracked is not None else {}
         self.bars = bars if bars is not None else {}
+        self._postfix_due = 0.0  # (a consumer) when the bars show the workers again
         # per task: does a timeout give the awaited position up (None: the map's skip)
         self.skips = skips if skips is not None else [None] * len(inputs)
         # the inputs read ahead by their own threads
@@ -908,6 +909,23 @@ class Run:
         bar = self.bars.get(task)
         if bar is not None:
             bar.update(len(values))
+            now = monotonic()
+            if now >= self._postfix_due:
+                self._postfix_due = now + 0.5
+                bar.set_postfix_str(self.workers_summary(), refresh=False)
+
+    def workers_summary(self) -> str:
+        """What a progress bar shows of the workers: how busy, in batches of what."""
+        stats = self.pool.worker_stats()
+        if not stats:
+            return f"{self.workers} workers"
+        busy = sum(s["busy"] for s in stats)
+        total = busy + sum(s["idle"] for s in stats)
+        items = sum(s["items"] for s in stats)
+        batches = sum(s["batches"] for s in stats)
+        share = 100.0 * busy / total if total > 0 else 0.0
+        mean = items / batches if batches else 0.0
+        return f"{len(stats)} workers {share:.0f}% busy, batches of {mean:.0f}"
 
     def drain(self, ends: list[int]) -> None:
         """A graceful stop: read no more input, let what was read go through every task,

@@ -1051,7 +1051,11 @@ class IMap:
             ``feeder_wait`` (seconds the feeding waited for a free slot),
             ``consumer_wait`` (seconds consumers waited for a result),
             ``round`` (turns of the weave), ``closed``, ``elapsed`` (seconds
-            since ``start``), ``workers``. ``tasks``, a list with per task:
+            since ``start``), ``workers``; ``per_worker``, a list with per
+            worker (process, thread or remote slot; empty for an executor):
+            ``worker``, ``items``, ``busy`` and ``idle`` (seconds),
+            ``batches``, ``mean_batch``, ``largest_batch``. ``tasks``, a list
+            with per task:
             ``submitted``, ``completed`` (results computed), ``returned``
             (handed out, errors included), ``failed``, ``skipped``,
             ``in_flight``, ``ready`` (computed, not handed out),
@@ -1074,6 +1078,7 @@ class IMap:
         snap["consumer_wait"] = run.consumer_wait
         snap["elapsed"] = monotonic() - run.started
         snap["workers"] = self.worker_num + sum(n for _, _, n in self._remote)
+        snap["per_worker"] = run.pool.worker_stats()
         return snap
 
     # -- context manager and housekeeping ------------------------------------

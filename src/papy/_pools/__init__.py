@@ -80,11 +80,16 @@ if TYPE_CHECKING:
         def alive(self) -> int:
             """Workers that can take work now."""
 
+        def worker_stats(self) -> list[dict[str, Any]]:
+            """What each worker did so far (``WorkerStats.snapshot``; [] if the
+            pool cannot tell: an executor, stock classic servers)."""
+
 else:
     Deliver = Fallback = Pool = None  # only used in annotations
 
 __all__ = [
     "INIT",
+    "WorkerStats",
     "Pool",
     "Fallback",
     "Deliver",
@@ -117,6 +122,47 @@ class Sink:
             self.sched.put_many(results)
         finally:
             self.waker.wake()
+
+
+class WorkerStats:
+    """What one worker (a process, a thread, a remote slot) did: items evaluated,
+    seconds busy evaluating them, batches and their sizes. Written by whoever
+    delivers that worker's results (the driving thread for processes, the worker
+    thread itself for threads); read by ``IMap.stats``."""
+
+    __slots__ = ("label", "items", "busy", "batches", "largest", "since")
+
+    def __init__(self, label: str) -> None:
+        from time import monotonic
+
+        self.label = label
+        self.items = 0
+        self.busy = 0.0
+        self.batches = 0
+        self.largest = 0
+        self.since = monotonic()
+
+    def add(self, items: int, seconds: float) -> None:
+        """A batch of ``items`` took ``seconds`` of this worker's time."""
+        self.items += items
+        self.busy += seconds
+        self.batches += 1
+        if items > self.largest:
+            self.largest = items
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """``worker``, ``items``, ``busy`` and ``idle`` (seconds since it started),
+        ``batches``, ``mean_batch``, ``largest_batch``."""
+        busy = min(self.busy, max(0.0, now - self.since))
+        return {
+            "worker": self.label,
+            "items": self.items,
+            "busy": busy,
+            "idle": max(0.0, now - self.since - busy),
+            "batches": self.batches,
+            "mean_batch": self.items / self.batches if self.batches else 0.0,
+            "largest_batch": self.largest,
+        }
 
 
 class TaskDef(namedtuple("TaskDef", "func args kwargs payload refers_to_main", defaults=(False,))):

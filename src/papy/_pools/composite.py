@@ -103,6 +103,9 @@ class CompositePool:
     def load(self) -> int:
         return sum(side.load() for side in self.sides)
 
+    def worker_stats(self) -> list[dict[str, Any]]:
+        return [info for side in self.sides for info in side.worker_stats()]
+
     def depth(self) -> int | None:
         depths = [side.depth() for side in self.sides]
         return None if None in depths else sum(d for d in depths if d is not None)

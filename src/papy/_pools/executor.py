@@ -323,3 +323,6 @@ class ExecutorPool:
 
     def depth(self) -> int | None:
         return None
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        return []  # an executor's workers are its own business

@@ -55,6 +55,7 @@ from time import monotonic
 from .._errors import SerializationError, WorkerLostError
 from .._log import logger
 from .._serialize import PROTOCOL, dumps, revive
+from . import WorkerStats
 from ._child import BROKEN, EXIT, GONE, OK, RUN, SPLIT, TASKS, main
 from ._io import PipeChannel, raise_pipe_size
 from ._lifeline import preload, register_parent_fd, unregister_parent_fd
@@ -146,6 +147,7 @@ class _Worker:
         "seq",
         "polling_out",
         "dead",
+        "stats",
     )
 
     def __init__(self, index: int, link: Any = None) -> None:
@@ -162,6 +164,7 @@ class _Worker:
         self.seq = 0
         self.polling_out = False
         self.dead = False
+        self.stats: WorkerStats | None = None  # what this place's workers did
 
     def fresh(self, channel: Any) -> None:
         """A new worker (or connection) in this place, holding nothing yet."""
@@ -339,6 +342,8 @@ class ProcessPool:
         w.proc = proc
         w.sentinel = proc.sentinel
         w.fresh(PipeChannel(rep_r, req_w))
+        if w.stats is None:
+            w.stats = WorkerStats(f"process {w.index}")
         w.channel.send(self._defs_msg if method == "fork" else self._portable_defs())
         self._watch(w)
         self._flush(w)
@@ -359,6 +364,8 @@ class ProcessPool:
         if not streaming:
             w.link.stream(self.heartbeat / 4)  # the tasks were defined over RPyC already
         w.fresh(SocketChannel(w.link.sock))
+        if w.stats is None:
+            w.stats = WorkerStats(f"remote {w.link.label}")
         self._watch(w)
 
     # -- remote workers: liveness and reconnection -----------------------------------
@@ -538,6 +545,12 @@ class ProcessPool:
             for w in self._workers
             if (w.link is not None and not w.dead) or (w.proc is not None and w.proc.is_alive())
         )
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """What each worker (a process, or a connection to a server) did; a worker
+        that replaced a lost one adds to its place's counts."""
+        now = monotonic()
+        return [w.stats.snapshot(now) for w in self._workers if w.stats is not None]
 
     def flush(self) -> None:
         """Send what waits to workers with room, without waiting for anything."""
@@ -819,6 +832,8 @@ class ProcessPool:
                 # the batch found the server idle: the network's round trip is not work
                 elapsed = max(0.0, elapsed - w.link.rtt)
         per_item = elapsed / batch.size
+        if w.stats is not None:
+            w.stats.add(batch.size, elapsed)
         w.item_time = per_item if w.item_time < 0 else 0.7 * w.item_time + 0.3 * per_item
         w.free_since = now
         t = self._item_time  # quick to follow a drop (start-up costs fade at once)

@@ -630,6 +630,9 @@ class RemotePool:
     def depth(self) -> int | None:
         return None
 
+    def worker_stats(self) -> list[dict[str, Any]]:
+        return []  # stock classic servers do not say what their time goes to
+
     def submit(self, batch: list[tuple[int, int, Any]]) -> None:
         """Queue ``batch`` on the live slot with the fewest unanswered items."""
         try:

@@ -18,7 +18,7 @@ from sys import getsizeof
 from time import monotonic
 
 from .._serialize import located_tb, revive, where, wrap_base_exception
-from . import INIT, TaskDef, TaskDefs, _child
+from . import INIT, TaskDef, TaskDefs, WorkerStats, _child
 from ._child import _evaluate_range
 
 TYPE_CHECKING = False  # typing is not imported at run time: it would double import time
@@ -80,11 +80,12 @@ def _evaluate(
     return values, None
 
 
-def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
+def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink, stats: WorkerStats) -> None:
     """Worker thread loop: evaluate jobs (lists of ranges) until the stop sentinel;
     each range is delivered (and a waiting driver woken) as soon as it is done."""
     get = pool._inbox.get
     put_range, wake = sink.sched.put_range, sink.waker.wake
+    add = stats.add
     if INIT in tasks:  # the map's initializer, once in this thread
         mine = {task: (d.func, d.args, d.kwargs) for task, d in tasks.items()}
         _child.run_initializer(mine)
@@ -98,7 +99,9 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink) -> None:
             for task, first, items in job:
                 if pool._closing:
                     return
+                started = monotonic()
                 values, errors = _evaluate(pool, tasks[task], task, first, items)
+                add(len(items), monotonic() - started)
                 put_range(task, first, values, errors)
                 wake()  # a driver that waits for these wakes now (cheap if none does)
                 done += len(items)
@@ -132,6 +135,7 @@ class ThreadPool:
         self._done_lock = threading.Lock()
         self._closing = False
         self.fallback: Fallback | None = None  # threads are never lost
+        self._stats: list[WorkerStats] = []  # one per thread, written by it
 
     def start(self, tasks: TaskDefs, sink: Sink, waker: Waker, name: str = "papy") -> None:
         # a process forked by a task's function leaves where this loop would go on
@@ -139,8 +143,10 @@ class ThreadPool:
         self._pid = os.getpid()
         self._waker = waker
         for i in range(self.size):
+            stats = WorkerStats(f"thread {i}")
+            self._stats.append(stats)
             t = threading.Thread(
-                target=_run, args=(self, tasks, sink), name=f"{name}-thread-{i}", daemon=True
+                target=_run, args=(self, tasks, sink, stats), name=f"{name}-thread-{i}", daemon=True
             )
             t.start()
             self._threads.append(t)
@@ -217,6 +223,10 @@ class ThreadPool:
             size = _size(values[0])
             b = self._result_bytes
             self._result_bytes = size if size >= b else 0.9 * b + 0.1 * size
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        now = monotonic()
+        return [stats.snapshot(now) for stats in self._stats]
 
     def depth(self) -> int:
         """Batches worth holding: one being evaluated and one waiting per thread."""
