@@ -174,3 +174,69 @@ def test_public_names_of_errors():
     text = "".join(traceback.format_exception_only(type(err), err))
     assert text == "papy.WorkerLostError: lost\n"
     assert pickle.loads(pickle.dumps(err)).args == ("lost",)
+
+
+SCRIPT = """
+import sys
+import papy
+
+def parse(text):
+    value = int(text)  # the failing line
+    return value
+
+if __name__ == "__main__":
+    import traceback
+    func = parse if sys.argv[2] == "def" else (lambda t: int(t) + 0)  # a lambda's line
+    try:
+        list(papy.imap(func, ["1", "x"], start_method=sys.argv[1], worker_num=1))
+    except ValueError as exc:
+        print("".join(traceback.format_exception(exc)))
+"""
+
+
+@pytest.mark.parametrize("kind", ["def", "lambda"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_traceback_shows_the_users_file_line_and_source(
+    tmp_path, method, kind, sched_implementation
+):
+    """(was: ``File "<dynamic-code>", line 4`` without a path or a source line for a
+    function sent by value: spawn, forkserver, remote servers, executors)"""
+    import subprocess
+
+    if sched_implementation.is_pure_python:
+        pytest.skip("runs once, in the [c] instance: a fresh interpreter picks its own core")
+    script = tmp_path / "user_script.py"
+    script.write_text(SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), method, kind], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "<dynamic-code>" not in out
+    assert f'File "{script}", line' in out
+    assert ("value = int(text)  # the failing line" if kind == "def" else "a lambda's line") in out
+
+
+def test_source_lines_travel_where_the_file_is_not(tmp_path, sched_implementation):
+    """A function sent by value to a machine without its file (a remote server)
+    shows its source lines anyway: the payload carries them."""
+    import subprocess
+
+    from papy._serialize import dumps_portable
+
+    if sched_implementation.is_pure_python:
+        pytest.skip("independent of the core: runs once, in the [c] instance")
+    path = tmp_path / "gone.py"
+    path.write_text("f = lambda x: 1 // x  # divides\n")
+    space: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), space)
+    blob = dumps_portable((space["f"], (), {}), located=True)
+    path.unlink()
+    code = (
+        "import pickle, sys, traceback\n"
+        "f, _, _ = pickle.loads(sys.stdin.buffer.read())\n"
+        "try:\n    f(0)\nexcept ZeroDivisionError as exc:\n"
+        "    print(''.join(traceback.format_exception(exc)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=blob, capture_output=True, timeout=60
+    ).stdout.decode()
+    assert f'File "{path}", line 1' in out and "# divides" in out

@@ -51,17 +51,21 @@ def dumps(obj: Any) -> bytes:
         return cloudpickle.dumps(obj, PROTOCOL)  # type: ignore[no-any-return]
 
 
-def dumps_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def dumps_function(
+    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], located: bool = True
+) -> bytes:
     """Pickle a task's function and constant arguments once, by reference when possible.
 
     A function or class defined in ``__main__``, anywhere in what is pickled
     (a Worker composing ``__main__`` functions, a ``functools.partial``), makes
     the whole task go by value (cloudpickle): plain pickle would store it by
     reference, which workers started with spawn or forkserver, and remote
-    servers, cannot resolve (their ``__main__`` is not the parent's).
+    servers, cannot resolve (their ``__main__`` is not the parent's). With
+    ``located``, functions sent by value keep their file, lines and source in
+    tracebacks (the worker needs papy: not for a stock classic server).
     """
     try:
-        return dumps_portable((func, args, kwargs))
+        return dumps_portable((func, args, kwargs), located)
     except Exception as exc:
         raise TypeError(
             f"func {func!r} and its args/kwargs cannot be pickled for process workers: {exc}"
@@ -90,17 +94,119 @@ def dumps_task(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
     return dumps_function(func, args, kwargs), False
 
 
-def dumps_portable(obj: Any) -> bytes:
+def dumps_portable(obj: Any, located: bool = False) -> bytes:
     """Pickle ``obj`` so that another interpreter can load it: by reference where
     plain pickle can, by value (cloudpickle) if anything in it was defined in
-    ``__main__`` or plain pickle refuses it."""
+    ``__main__`` or plain pickle refuses it.
+
+    cloudpickle names the code of what it sends ``<dynamic-code>``; with
+    ``located`` the payload also carries each function's file name and source
+    lines, and unpickles (with papy installed) to functions whose tracebacks
+    show them (``_located``).
+    """
     try:
         return _dumps_refusing_main(obj)
     except Exception:  # noqa: BLE001 - cloudpickle tries next
         pass
     import cloudpickle
 
-    return cloudpickle.dumps(obj, PROTOCOL)  # type: ignore[no-any-return]
+    if not located:
+        return cloudpickle.dumps(obj, PROTOCOL)  # type: ignore[no-any-return]
+    import io
+    import types
+
+    codes: list[Any] = []
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, value: Any) -> Any:
+            if isinstance(value, types.FunctionType):
+                codes.append(value.__code__)
+            return super().reducer_override(value)
+
+    buffer = io.BytesIO()
+    Pickler(buffer, PROTOCOL).dump(obj)
+    sources = _sources(codes)
+    if not sources:
+        return buffer.getvalue()
+    return pickle.dumps(_Located(buffer.getvalue(), sources), PROTOCOL)
+
+
+def _sources(codes: list[Any]) -> dict[tuple[str, int], tuple[str, list[str]]]:
+    """``{(name, first line): (file name, the file's lines)}`` of these code
+    objects and those nested in them (the lines only for files one can read)."""
+    import linecache
+
+    out: dict[tuple[str, int], tuple[str, list[str]]] = {}
+    todo = list(codes)
+    while todo:
+        code = todo.pop()
+        filename = code.co_filename
+        if not filename.startswith("<"):
+            out[(code.co_name, code.co_firstlineno)] = (filename, linecache.getlines(filename))
+        todo.extend(c for c in code.co_consts if hasattr(c, "co_filename"))
+    return out
+
+
+class _Located:
+    """A cloudpickle payload with where its functions were written (see
+    ``dumps_portable``); unpickles to the object, its code located again."""
+
+    __slots__ = ("payload", "sources")
+
+    def __init__(self, payload: bytes, sources: dict[tuple[str, int], Any]) -> None:
+        self.payload = payload
+        self.sources = sources
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_located, (self.payload, self.sources))
+
+
+def _located(payload: bytes, sources: dict[tuple[str, int], tuple[str, list[str]]]) -> Any:
+    """(in a worker) Unpickle ``payload``; give its functions their file names back,
+    and the source lines to ``linecache`` where the file is not here."""
+    import linecache
+    import os
+
+    obj = pickle.loads(payload)
+    for filename, lines in {v[0]: v[1] for v in sources.values()}.items():
+        if lines and not os.path.exists(filename):
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:  # the functions in what was sent (containers, partials, objects)
+        value = todo.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        code = getattr(value, "__code__", None)
+        if code is not None and getattr(value, "__name__", None) is not None:
+            try:
+                value.__code__ = _relocate(code, sources)
+            except (AttributeError, TypeError, ValueError):
+                pass
+        if isinstance(value, (list, tuple, set, frozenset)):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+        for name in ("func", "args", "keywords", "__dict__", "__wrapped__"):
+            inner = getattr(value, name, None)
+            if inner is not None and not isinstance(inner, (str, bytes, int, float)):
+                todo.append(inner)
+    return obj
+
+
+def _relocate(code: Any, sources: dict[tuple[str, int], tuple[str, list[str]]]) -> Any:
+    """``code`` (and the code nested in it) naming the file it was written in."""
+    consts = tuple(
+        _relocate(c, sources) if hasattr(c, "co_filename") else c for c in code.co_consts
+    )
+    found = sources.get((code.co_name, code.co_firstlineno))
+    changes: dict[str, Any] = {}
+    if consts != code.co_consts:
+        changes["co_consts"] = consts
+    if found is not None and code.co_filename != found[0]:
+        changes["co_filename"] = found[0]
+    return code.replace(**changes) if changes else code
 
 
 class _DefinedInMain(Exception):

@@ -176,14 +176,16 @@ class TaskDef(namedtuple("TaskDef", "func args kwargs payload refers_to_main", d
 
     __slots__ = ()
 
-    def portable(self) -> bytes:
+    def portable(self, located: bool = True) -> bytes:
         """The payload for a worker that is not a fork of this process (spawn,
-        forkserver, a remote server, an executor): by value where needed."""
+        forkserver, a remote server, an executor): by value where needed; with
+        ``located``, what goes by value keeps its file and lines in tracebacks
+        (needs papy in the worker: not so on a stock classic server)."""
         if self.payload is not None and not self.refers_to_main:
             return self.payload  # type: ignore[no-any-return]
         from .._serialize import dumps_function
 
-        return dumps_function(self.func, self.args, self.kwargs)
+        return dumps_function(self.func, self.args, self.kwargs, located)
 
 
 if TYPE_CHECKING:

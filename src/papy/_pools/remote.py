@@ -421,7 +421,12 @@ def open_links(
     import_rpyc()  # here, not in the connecting threads: the error names what to install
     ctx = ssl_context(ssl_options) if ssl_options is not None else None
     server_hostname = (ssl_options or {}).get("server_hostname")
-    payloads = {task: d.portable() for task, d in tasks.items()}
+    # papy's servers get functions sent by value with their file and lines (they
+    # have papy); stock classic servers may not have papy: plain payloads
+    payloads = {
+        kind: {task: d.portable(located=kind == "papy") for task, d in tasks.items()}
+        for kind in ("papy", "classic")
+    }
     slots = [(host, port) for host, port, n in remote for _ in range(n)]
     links: list[Link | None] = [None] * len(slots)
     errors: list[BaseException | None] = [None] * len(slots)
@@ -435,7 +440,7 @@ def open_links(
             return
         links[i] = link
         try:
-            for task, payload in payloads.items():
+            for task, payload in payloads["papy" if link.kind == "papy" else "classic"].items():
                 link.define(task, payload)
         except BaseException as exc:  # noqa: BLE001
             err = RemoteConnectionError(
