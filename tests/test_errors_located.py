@@ -240,3 +240,47 @@ def test_source_lines_travel_where_the_file_is_not(tmp_path, sched_implementatio
         [sys.executable, "-c", code], input=blob, capture_output=True, timeout=60
     ).stdout.decode()
     assert f'File "{path}", line 1' in out and "# divides" in out
+
+
+class StrFails(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
+def raise_str_fails(x):
+    raise StrFails(x)
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_an_exception_whose_str_fails_is_delivered_as_it_is(kind):
+    with IMap(raise_str_fails, [1, 2], worker_type=kind, worker_num=1) as m:
+        for _ in range(2):
+            with pytest.raises(StrFails) as info:
+                next(m)
+            assert "str() failed" in "".join(traceback.format_exception_only(info.value)) or (
+                "raised by item" in "".join(traceback.format_exception_only(info.value))
+            )
+
+
+def os_exit_on_three(x):
+    import os
+
+    if x == 3:
+        os._exit(1)
+    return x
+
+
+def test_a_broken_process_pool_executor_says_so_at_its_items():
+    with concurrent.futures.ProcessPoolExecutor(2) as ex:
+        got = []
+        with IMap(os_exit_on_three, range(6), executor=ex, chunksize=1) as m:
+            while True:
+                try:
+                    got.append(next(m))
+                except StopIteration:
+                    break
+                except papy.WorkerLostError as exc:
+                    got.append(str(exc))
+    lost = [g for g in got if isinstance(g, str)]
+    assert got[:3] == [0, 1, 2] and lost
+    assert all("broken for good" in g and "papy's own process workers" in g for g in lost)

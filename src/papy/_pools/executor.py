@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 __all__ = ["ExecutorPool", "run_batch"]
 
 _LOST_TYPES = ("KilledWorker", "TerminatedWorkerError", "BrokenProcessPool", "WorkerLostError")
+#: what a broken executor (concurrent.futures' BrokenProcessPool) means for the rest
+_BROKEN_HINT = (
+    " (a concurrent.futures executor that lost a worker is broken for good: every later "
+    "item fails too; papy's own process workers, or loky's executor, replace a lost worker)"
+)
 
 # -- worker side (runs inside the executor's workers) -------------------------
 _functions: OrderedDict[str, dict[int, Any]] = OrderedDict()
@@ -281,11 +286,13 @@ class ExecutorPool:
             b.tries += 1
             self._send(b)
             return
+        broken = isinstance(exc, BrokenExecutor)
         out: list[tuple[int, int, bool, Any]] = []
         for task, index in b.ids:
             if lost:
                 err: BaseException = WorkerLostError(
                     f"the executor lost item {index} of task {task}: {type(exc).__name__}: {exc}"
+                    + (_BROKEN_HINT if broken else "")
                 )
                 err.__cause__ = exc
             else:
