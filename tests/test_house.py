@@ -176,3 +176,28 @@ def test_stop_with_a_bad_end_changes_nothing():
                 m.stop(ends=bad)
             assert m.started
         assert list(a) == [1, 2, 3, 4]
+
+
+def test_a_map_reading_a_stopped_map_gets_one_error_then_ends():
+    """(was: an endless stream of InputErrors, one per read of the stopped task)"""
+    up = IMap(worker_type="thread", worker_num=1)
+    task = up.add_task(abs, range(1000))
+    up.start()
+    assert next(task) == 0
+    never = IMap(worker_type="thread").add_task(abs, range(3))  # its map never starts
+    for source, stop_first in ((task, True), (never, False)):
+        down = IMap(worker_type="thread", worker_num=1)
+        out = down.add_task(abs, source)
+        if stop_first:
+            up.stop()
+        down.start()
+        got = []
+        while len(got) < 10:
+            try:
+                got.append(next(out))
+            except StopIteration:
+                break
+            except RuntimeError as exc:  # papy.SchedulerClosed is a RuntimeError
+                got.append(str(exc))
+        down.stop()
+        assert got == ["the IMap is not started; call start() first"]

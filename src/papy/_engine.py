@@ -164,7 +164,8 @@ class SourceInput:
             items.extend(islice(self._it, n))
         except BaseException as exc:  # noqa: BLE001 - that item's error; reading goes on after it
             items.append(_input_error(exc))
-            return items, False
+            # a stopped map read as an input would raise for ever: its error, then the end
+            return items, isinstance(exc, SchedulerClosed)
         return items, len(items) < n
 
     def known(self) -> int:
@@ -246,6 +247,10 @@ class ThreadedInput:
                         return
                     except BaseException as exc:  # noqa: BLE001 - that item's error;
                         item = _input_error(exc)  # reading goes on after it
+                        if isinstance(exc, SchedulerClosed):  # a stopped map as the input:
+                            items.append(item)  # its error, then the end (not for ever)
+                            self._ended = True
+                            return
                     try:
                         size = float(getsizeof(item))
                     except Exception:  # noqa: BLE001 - a __sizeof__ of user code

@@ -37,6 +37,7 @@ from time import monotonic
 
 from . import _check, _scheduler
 from ._engine import ChainedInput, Run, SourceInput, ThreadedInput, reads_inline
+from ._errors import SchedulerClosed
 from ._log import logger
 from ._pools import INIT, NEEDS_PICKLE, PROCESS_WORKERS, PoolConfig, Sink, TaskDef, make_pool
 
@@ -229,7 +230,7 @@ class TaskIterator(_scheduler.Outlet):
         imap = self._imap
         run = imap._run
         if run is None:
-            raise RuntimeError("the IMap is not started; call start() first")
+            raise _not_started()
         if timeout is None:
             timeout = self.timeout
         elif timeout is not None:
@@ -255,6 +256,12 @@ class TaskIterator(_scheduler.Outlet):
 
 
 _NOTHING_READY: deque[Any] = deque()  # never filled: a task iterator before its first result
+
+
+def _not_started() -> BaseException:
+    """What reading a map that is not running raises: a ``RuntimeError`` (as
+    ``SchedulerClosed``), so that a map reading it as an input ends that input."""
+    return SchedulerClosed("the IMap is not started; call start() first")
 
 
 def _next_of_map(it: TaskIterator) -> Any:
@@ -967,7 +974,7 @@ class IMap:
         """
         run = self._run
         if run is None:
-            raise RuntimeError("the IMap is not started; call start() first")
+            raise _not_started()
         if type(task) is not int or not 0 <= task < len(self._tasks):
             task = self._check_task(task)
         if not block:
