@@ -121,3 +121,29 @@ def test_logging_configured_by_the_application_shows_papys_records(tmp_path):
         """,
     )
     assert "papy lean started" in out
+
+
+def test_papy_picks_forkserver_when_fork_would_copy_running_threads(monkeypatch):
+    """The choice itself (the fork-from-a-threaded-process warning does not fire on
+    every Python: 3.12.1 and 3.13.0 drop it after a successful fork)."""
+    import multiprocessing
+    import threading
+
+    from papy._pools.process import ProcessPool
+
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "fork")
+    release = threading.Event()
+    extra = threading.Thread(target=release.wait, daemon=True)
+    extra.start()
+    try:
+        pool = ProcessPool(1)
+        method = pool._context().get_start_method()
+        assert method == ("forkserver" if sys.version_info >= (3, 12) else "fork")
+        chosen = ProcessPool(1, start_method="fork")._context().get_start_method()
+        assert chosen == "fork"  # a method given is used as given
+    finally:
+        release.set()
+        extra.join()
+    pool = ProcessPool(1)
+    if threading.active_count() == 1:
+        assert pool._context().get_start_method() == "fork"
