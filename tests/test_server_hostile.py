@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -289,3 +290,33 @@ def test_the_handshake_deadline_is_an_option(workdir):
     with pytest.raises(ValueError, match="handshake_timeout"):
         make_server(port=0, mode="threaded", handshake_timeout=0)
     assert main(["--port", "0", "--handshake-timeout", "-1"]) == 1
+
+
+def test_serve_takes_the_handshake_deadline(workdir):
+    """serve(handshake_timeout=) reaches the server: a bad value fails at the
+    call, a good one closes a silent connection at that deadline."""
+    from papy.remote import serve
+
+    for bad in (0, -1, float("nan"), "5"):
+        with pytest.raises((TypeError, ValueError), match="handshake_timeout must"):
+            serve(port=0, mode="threaded", handshake_timeout=bad)
+    servers = []
+    thread = threading.Thread(
+        target=serve,
+        kwargs={"port": 0, "mode": "threaded", "handshake_timeout": 1, "ready": servers.append},
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not servers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert servers, "serve() did not start"
+    server = servers[0]
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        closed = closed_after(s, time.monotonic(), 5)
+        s.close()
+        assert closed is not None and 0.5 <= closed <= 3.0, closed
+    finally:
+        server.close()
+    thread.join(5)

@@ -742,14 +742,16 @@ def serve(
     ready: Callable[[Any], None] | None = None,
     preload: Sequence[str] = (),
     max_connections: int | None = None,
+    handshake_timeout: float | None = None,
 ) -> None:
     """Serve papy's worker service until interrupted (Ctrl-C or SIGTERM).
 
     ``preload`` names modules imported once, before serving: in forking mode
     every connection's process then starts with them loaded, instead of
-    importing them when a task's function is defined. ``max_connections``: see
-    :func:`make_server`; connections have :data:`DEFAULT_HANDSHAKE_TIMEOUT`
-    seconds for their handshake (``papy-worker --handshake-timeout``).
+    importing them when a task's function is defined. ``max_connections`` and
+    ``handshake_timeout`` (default :data:`DEFAULT_HANDSHAKE_TIMEOUT` seconds):
+    see :func:`make_server` (``papy-worker --max-connections`` and
+    ``--handshake-timeout``).
     """
     _serve(
         host,
@@ -761,7 +763,7 @@ def serve(
         ready,
         preload,
         max_connections,
-        None,
+        handshake_timeout,
     )
 
 
@@ -804,8 +806,8 @@ def _serve(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)  # (only the main thread may set it)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=in_child)
     server.start()
