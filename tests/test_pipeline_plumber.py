@@ -95,7 +95,7 @@ def test_start_run_pause_run_pause_stop_on_an_endless_input():
     pl.run()
     time.sleep(0.05)
     pl.pause()
-    pl.stop()
+    pl.stop(timeout=None)  # drain every item read, however long it takes (default: 0.5 s)
     consumed = next(source)
     assert consumed > 0
     assert len(p1.tracked) == len(p2.tracked) == consumed

@@ -256,6 +256,9 @@ class Dagger(DictGraph[Piper]):
     def add_pipe(self, pipe: Sequence[Any], branch: Any = None) -> list[Piper]:
         """Add the pipe ``(a, b, ...)``: items flow a -> b -> ...
 
+        The entries are Pipers, or names of Pipers of this Dagger; a Worker or a
+        function is refused with DaggerError (``add_piper`` makes a Piper of one:
+        use the Piper it returns, so that a node used in two pipes is one node).
         Pipers not yet in the Dagger are added (with ``branch`` if given). A
         pipe that would close a cycle, or that names a Piper of another Dagger,
         is refused with DaggerError and leaves the Dagger unchanged. Returns the
@@ -270,7 +273,14 @@ class Dagger(DictGraph[Piper]):
             elif isinstance(p, str):
                 pipers.append(self.resolve(p))
             else:
-                raise DaggerError(f"a pipe is made of Pipers, got {p!r}")
+                # A pipe names nodes; a Worker is not one. Making a Piper of it here
+                # would make a new node at every mention (a Worker in two pipes would
+                # be two nodes), so the user makes the node once.
+                raise DaggerError(
+                    f"a pipe is made of Pipers (or the names of Pipers of this Dagger), got "
+                    f"{p!r}: make a node of a Worker or function with Piper(...), or "
+                    "add_piper(...), which returns it, and use that Piper in every pipe"
+                )
         for p in pipers:
             if p not in self:
                 self._check_free(p)
@@ -400,18 +410,29 @@ class Dagger(DictGraph[Piper]):
         """Connect every Piper to its upstream Pipers (in postorder, inbox order).
 
         With ``datas``, the input Pipers are first connected to those iterables.
+        Without, every input Piper must have been connected by hand
+        (``piper.connect([data])``); an input Piper without data is refused with
+        DaggerError, and nothing is connected.
         """
         if not self:
             raise DaggerError("the Dagger has no Pipers")
-        if datas is not None:
+        if datas is None:
+            bare = [p.name for p in self.get_inputs() if not p.connected]
+            if bare:
+                names = ", ".join(repr(n) for n in bare)
+                which = (
+                    f"input Piper {names} has" if len(bare) == 1 else f"input Pipers {names} have"
+                )
+                raise DaggerError(
+                    f"{which} no data: give connect(datas), one iterable per input, "
+                    f"or connect the inputs first ({bare[0]}.connect([data]))"
+                )
+        else:
             self.connect_inputs(datas)
         for piper in self.postorder():
             if piper.connected:
                 continue
-            ups = self.upstream(piper)
-            if not ups:
-                raise DaggerError(f"input Piper {piper.name!r} has no data; give connect(datas)")
-            piper.connect(ups)
+            piper.connect(self.upstream(piper))
 
     def _readers(self) -> dict[Any, set[Any]]:
         """For every IMap, the threads (other than its own feeder) that read its Pipers."""
@@ -489,20 +510,23 @@ class Dagger(DictGraph[Piper]):
         the outputs (whose items are discarded; tracked Pipers keep them), then
         every IMap is stopped. ``timeout`` bounds the draining (then the IMaps
         are stopped at once)."""
-        order = self.postorder()
         for piper in self.get_inputs():
             piper._end_inputs()
         try:
             self._drain([p for p in self.get_outputs() if p.started], timeout)
         finally:
-            for piper in order:
-                piper.finished = True
-                if piper.started:
-                    piper.stop()
-            for imap, grace in self._grace.items():
-                imap.deadlock_grace = grace
-            self._grace = {}
-            self.log.debug("%r stopped", self)
+            self._stop_pipers()
+
+    def _stop_pipers(self) -> None:
+        """Stop every started Piper, upstream first, and its IMap at once."""
+        for piper in self.postorder():
+            piper.finished = True
+            if piper.started:
+                piper.stop()
+        for imap, grace in self._grace.items():
+            imap.deadlock_grace = grace
+        self._grace = {}
+        self.log.debug("%r stopped", self)
 
     def disconnect(self, forced: bool = False) -> None:
         """Disconnect every connected Piper, downstream first."""

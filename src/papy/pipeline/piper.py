@@ -31,7 +31,7 @@ import itertools
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -234,8 +234,9 @@ class _Inbox:
                     self._done = True
                     raise StopIteration
             self._gate = None
-        if self._done:
-            raise StopIteration
+        piper = self._piper
+        if self._done or piper._inbox is not self or not piper.started:
+            raise StopIteration  # the end, or the Piper stopped: read nothing more
         row: list[Any] = []
         stopped = False
         raised: BaseException | None = None
@@ -253,10 +254,12 @@ class _Inbox:
                 else:
                     item = WorkerError(exc, function="<input>")
             row.append(item)
-        if stopped:
+        if stopped or piper._inbox is not self or not piper.started:
+            # the end, or a read that was blocked inside an input when the Piper
+            # stopped: what it returned is dropped, not counted
             self._done = True
             raise StopIteration
-        self._piper._n_in += 1
+        piper._n_in += 1
         if raised is not None:
             raise _Propagate(raised)
         return row
@@ -428,7 +431,7 @@ class _Outbox:
             if isinstance(value, WorkerError) and value.piper is None:
                 value.piper = self._piper.name
                 value.index = index
-                self._piper._n_failed += 1
+                self._piper._failed(value, self)
             return value
         raise StopIteration
 
@@ -447,8 +450,7 @@ class _Outbox:
         if problem is None:
             return value
         piper = self._piper
-        piper._n_failed += 1
-        return WorkerError(
+        error = WorkerError(
             ValueError(
                 f"a Piper with produce={n} needs a sequence of at least {n} items, {problem}"
             ),
@@ -456,6 +458,8 @@ class _Outbox:
             piper=piper.name,
             index=self.n_eval - 1,
         )
+        piper._failed(error, self)
+        return error
 
     def __iter__(self) -> _Outbox:
         return self
@@ -596,12 +600,16 @@ class Piper(Node):
         self.started = False
         self.finished = False
         self.failure: BaseException | None = None
+        self._stopped = False  # stop() was called: next() raises StopIteration
+        #: called with every WorkerError that starts here (a Plumber counts and watches them)
+        self._on_failure: Callable[[WorkerError], None] | None = None
         self._tee: _Tee | None = None
         self._inputs: list[Any] = []
         self._handles: list[tuple[Piper, _TeeHandle]] = []
         self._sources: list[_Source] = []
         self._task_ids: list[int] = []
         self._outbox: _Outbox | None = None
+        self._inbox: _Inbox | None = None
         self._gate = threading.Event()
         self._upstream_ok = False
         self._dagger: weakref.ref[Any] | None = None  # the Dagger this Piper is a node of
@@ -617,6 +625,15 @@ class Piper(Node):
         self._n_out = 0
         self._n_errors = 0
         self._n_failed = 0
+
+    def _failed(self, error: WorkerError, outbox: _Outbox) -> None:
+        """Count ``error``, an item that failed here (not one of a stale outbox)."""
+        if outbox is not self._outbox:
+            return
+        self._n_failed += 1
+        watch = self._on_failure
+        if watch is not None:
+            watch(error)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -695,7 +712,8 @@ class Piper(Node):
         self.failure = None
         stride = self.imap.stride if self.imap is not None else 1
         self._gate = threading.Event()
-        rows: Iterator[Any] = _Inbox(self, sources, self._gate)
+        inbox_rows = _Inbox(self, sources, self._gate)
+        rows: Iterator[Any] = inbox_rows
         if self.consume > 1:
             rows = _Consume(rows, self.consume, stride)
         tasks: list[Iterator[Any]] = []
@@ -714,6 +732,7 @@ class Piper(Node):
         else:
             tasks = [_Results(_Apply(self.worker, rows)) for _ in range(self.spawn)]
         self._outbox = _Outbox(self, tasks, stride, self.produce, self.repeat)
+        self._inbox = inbox_rows
         self._inputs = list(inbox)
         self._handles = handles
         self._sources = plain
@@ -737,6 +756,7 @@ class Piper(Node):
             raise PiperError(f"Piper {self.name!r} is not connected; connect() it first")
         self._upstream_ok = False
         self.started = True
+        self._stopped = False
         self.finished = False
 
     def _open_gate(self) -> None:
@@ -794,9 +814,15 @@ class Piper(Node):
         if forced:
             self._end_inputs()
         self._open_gate()
+        if ends is None:
+            # first: a read that the map's stop interrupts ends (StopIteration), and is
+            # not counted; a graceful stop (ends) reads on through the Piper meanwhile
+            self.started = False
+            self._stopped = True
         if self.imap is not None:
             self.imap.stop(ends=ends)
         self.started = False
+        self._stopped = True
         self.log.debug("%r stopped", self)
 
     def disconnect(self, forced: bool = False) -> None:
@@ -827,7 +853,9 @@ class Piper(Node):
         self._inputs = []
         self._task_ids = []
         self._outbox = None
+        self._inbox = None
         self._tee = None
+        self._stopped = False
         self.connected = False
 
     @property
@@ -854,6 +882,8 @@ class Piper(Node):
     def __next__(self) -> Any:
         outbox = self._outbox
         if outbox is None or not self.started:
+            if self._stopped and outbox is not None:
+                raise StopIteration  # a stopped Piper has ended (the original's behaviour)
             raise PiperError(f"Piper {self.name!r} is not started")
         if not self._upstream_ok:
             self._check_upstream_started()
@@ -864,16 +894,23 @@ class Piper(Node):
         try:
             item = next(outbox)
         except StopIteration:
-            self.finished = True
+            if outbox is self._outbox:
+                self.finished = True
             raise
         except _Propagate as p:
+            if outbox is not self._outbox or not self.started:
+                raise StopIteration from None  # stopped during the read
             self._n_out += 1
             raised = p.exc
         except Exception as exc:
+            if outbox is not self._outbox or not self.started:
+                raise StopIteration from None  # stopped during the read: the read ends
             if _is_fatal(exc):
                 self.failure = exc
                 self.finished = True
             raise
+        if outbox is not self._outbox or not self.started:
+            raise StopIteration  # stopped during the read: the item is dropped, not counted
         if raised is not None:
             raise raised  # outside the except block: no chained context
         position = self._n_out
