@@ -243,7 +243,7 @@ def test_to_dot_and_to_mermaid():
     assert dot.count("->") == 4
     mer = pl.to_mermaid()
     assert mer.startswith("flowchart TD")
-    assert 'p0[/"fork<br/>ipasser<br/>linear"/]' in mer and "-->|inbox[1]|" in mer
+    assert 'p0[/"fork<br/>ipasser<br/>linear"/]' in mer and '-->|"inbox[1]"|' in mer
     assert mer.count("-->") == 4
     assert pl.to_dot() == dot  # deterministic
 

@@ -98,13 +98,7 @@ return [...document.querySelectorAll('.doc-signature code')]
     return (heading && heading.id) || code.textContent.slice(0, 40);
   });
 """
-KNOWN_PROBLEMS = {
-    ("/docs/pipelines/", ("diagram(s) not drawn as an SVG", "Parse error on line 8")): (
-        "plumber.to_mermaid() labels an edge |inbox[0]|, which Mermaid cannot parse "
-        '(it needs |"inbox[0]"|): src/papy/pipeline/dagger.py, and its output in '
-        "docs/pipelines.md"
-    ),
-}
+KNOWN_PROBLEMS: dict[tuple[str, tuple[str, ...]], str] = {}
 ICON_MAX = 64  # pixels
 WIDTH, HEIGHT = 1280, 900
 WAIT = 15.0  # seconds, for search results and diagrams

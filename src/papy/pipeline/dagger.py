@@ -619,7 +619,7 @@ class Dagger(DictGraph[Piper]):
             lines.append(f"    {ids[piper]}{shape}")
         for down in self.postorder():
             for i, up in enumerate(self.upstream(down)):
-                arrow = f" -->|inbox[{i}]| " if len(self[down]) > 1 else " --> "
+                arrow = f' -->|"inbox[{i}]"| ' if len(self[down]) > 1 else " --> "
                 lines.append(f"    {ids[up]}{arrow}{ids[down]}")
         return "\n".join(lines) + "\n"
 
