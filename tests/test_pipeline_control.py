@@ -200,6 +200,30 @@ def test_stop_without_drain_discards_what_is_not_out(kind):
     assert pl.stats["pipers"][p]["out"] == 3
 
 
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_stop_invents_no_item_when_a_map_shared_upstream_stops_first(kind, release):
+    # s0 and s1 share one IMap, s2 (linear) reads s1; the input blocks before its
+    # first item. Stopping the shared map under s1 while s2 waited in it handed s2
+    # the map's error as an item: out == 1 for an item that never existed.
+    m = MAPS[kind]()
+    s0 = Piper(ipasser, parallel=m, name="s0")
+    s1 = Piper(inc, parallel=m, name="s1")
+    s2 = Piper(inc, name="s2", track=True)
+    pl = Plumber(pipes=[(s0, s1, s2)])
+    pl.start([blocking_source_at_once(release)])
+    pl.run()
+    time.sleep(0.05)
+    within(PROMPT, pl.pause)
+    assert within(PROMPT, pl.stop) < PROMPT
+    assert [pl.stats["pipers"][p]["out"] for p in (s0, s1, s2)] == [0, 0, 0]
+    assert s2.tracked == {}
+
+
+def blocking_source_at_once(release):
+    release.wait()  # blocks until the test is over
+    yield 1
+
+
 # -- B: a stopped Piper has ended; the Dagger's refusals say what to do -------------------
 @pytest.mark.parametrize("kind", ["linear", "thread"])
 def test_next_on_a_stopped_piper_raises_stop_iteration(kind):

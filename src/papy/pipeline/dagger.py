@@ -519,10 +519,15 @@ class Dagger(DictGraph[Piper]):
 
     def _stop_pipers(self) -> None:
         """Stop every started Piper, upstream first, and its IMap at once."""
+        started = [p for p in self.postorder() if p.started]
         for piper in self.postorder():
             piper.finished = True
-            if piper.started:
-                piper.stop()
+        for piper in started:
+            # all first: a read in progress anywhere ends uncounted, instead of
+            # taking the error of a map stopped under it for an item
+            piper._halt()
+        for piper in started:
+            piper._shut()
         for imap, grace in self._grace.items():
             imap.deadlock_grace = grace
         self._grace = {}

@@ -813,16 +813,26 @@ class Piper(Node):
             )
         if forced:
             self._end_inputs()
-        self._open_gate()
         if ends is None:
             # first: a read that the map's stop interrupts ends (StopIteration), and is
             # not counted; a graceful stop (ends) reads on through the Piper meanwhile
-            self.started = False
-            self._stopped = True
-        if self.imap is not None:
-            self.imap.stop(ends=ends)
+            self._halt()
+        self._shut(ends)
+
+    def _halt(self) -> None:
+        """Mark the Piper stopped: a read in progress, or one that the stop of its
+        IMap interrupts, ends with StopIteration and is not counted. A Dagger halts
+        every Piper before it stops any IMap, so that no Piper reads the error of
+        a map stopped under another Piper that shares it (or is upstream)."""
         self.started = False
         self._stopped = True
+
+    def _shut(self, ends: Sequence[int] | None = None) -> None:
+        """Stop the IMap (and let a Piper still waiting for the start through)."""
+        self._open_gate()
+        if self.imap is not None:
+            self.imap.stop(ends=ends)
+        self._halt()
         self.log.debug("%r stopped", self)
 
     def disconnect(self, forced: bool = False) -> None:

@@ -149,7 +149,8 @@ class _Run:
             for piper in self.pipers:
                 if piper.failure is not None:
                     raise piper.failure
-            self.end(None)
+            # with fail_fast, a failure seen while paused still ends the run as one
+            self.end(self.first_failure if self.fail_fast else None)
 
     # -- the end of a run ---------------------------------------------------------
     def failed(self, error: WorkerError) -> None:
