@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _timing import within
 from papy import IMap
 from papy.pipeline import Piper, Plumber, Worker, WorkerError
 
@@ -184,25 +185,8 @@ def examples(draw):
 
 
 def timed(func, *args, **kwargs) -> float:
-    """Call ``func`` in a thread; fail the example if it has not returned in
-    ``HARD_LIMIT`` seconds. Returns the seconds it took (raises what it raised)."""
-    box: dict[str, Any] = {}
-
-    def call():
-        t0 = time.perf_counter()
-        try:
-            func(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - raised again below
-            box["error"] = exc
-        box["seconds"] = time.perf_counter() - t0
-
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    thread.join(HARD_LIMIT)
-    assert not thread.is_alive(), f"{func.__name__}() hangs"
-    if "error" in box:
-        raise box["error"]
-    return box["seconds"]
+    """Call ``func``; fail the example if it has not returned in ``HARD_LIMIT`` s."""
+    return within(HARD_LIMIT, func, *args, **kwargs)
 
 
 def wait_for(predicate, what: str) -> None:

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from _timing import within
 from papy import IMap, NuMap
 from papy.pipeline import Dagger, DaggerError, Piper, Plumber, PlumberError, Worker, WorkerError
 from papy.pipeline.util import ipasser
@@ -53,28 +54,6 @@ def fail_at_5(inbox):
 
 def always_fails(inbox):
     raise ValueError(f"bad {inbox[0]}")
-
-
-def within(seconds, func, *args, **kwargs):
-    """Call ``func`` in a thread; fail if it has not returned after ``seconds``.
-    Returns the seconds it took (and raises what it raised)."""
-    box = {}
-
-    def call():
-        t0 = time.perf_counter()
-        try:
-            box["value"] = func(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - raised again below
-            box["error"] = exc
-        box["seconds"] = time.perf_counter() - t0
-
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"{func.__name__}() still blocked after {seconds} s"
-    if "error" in box:
-        raise box["error"]
-    return box["seconds"]
 
 
 def children():
