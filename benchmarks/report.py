@@ -20,12 +20,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import workloads as w  # noqa: E402
 
+#: the papy/peer ratio of each round of the last ``median_pair`` (its spread is printed)
+ROUNDS: list[float] = []
+
 
 def median_pair(repeats: int, papy_fn, peer_fn) -> tuple[float, float]:
+    """Run papy and the peer alternately ``repeats`` times; their medians.
+
+    The ratio of each round (papy then peer, back to back) goes to ``ROUNDS``."""
     a, b = [], []
     for _ in range(repeats):
         a.append(papy_fn())
         b.append(peer_fn())
+    ROUNDS[:] = [x / y for x, y in zip(a, b)]
     return statistics.median(a), statistics.median(b)
 
 
@@ -136,12 +143,18 @@ def main() -> int:
             print("| " + " | ".join(cells) + " |")
         return 0
     n = w.n_items(100_000)
-    rows: list[tuple[str, str, str, float, str]] = []
+    rows: list[tuple[str, str, str, str | float, str]] = []
 
-    def add(label: str, mine: float, peer: float, unit: str, target: str) -> None:
+    def add(
+        label: str, mine: float, peer: float, unit: str, target: str, rounds: list[float]
+    ) -> None:
+        """A row: the medians, their ratio and the range of the rounds' ratios."""
         fmt = "{:,.0f} " + unit if unit == "items/s" else "{:.3f} " + unit
-        rows.append((label, fmt.format(mine), fmt.format(peer), mine / peer, target))
-        print(f"  {label}: {mine:,.3f} vs {peer:,.3f} -> {mine / peer:.2f}", flush=True)
+        ratio = f"{mine / peer:.2f}"
+        if len(rounds) > 1:
+            ratio += f" ({min(rounds):.2f}-{max(rounds):.2f})"
+        rows.append((label, fmt.format(mine), fmt.format(peer), ratio, target))
+        print(f"  {label}: {mine:,.3f} vs {peer:,.3f} -> {ratio}", flush=True)
 
     print(
         f"# papy performance ({platform.machine()}, {os.cpu_count()} cores, "
@@ -164,13 +177,13 @@ def main() -> int:
                 lambda: w.papy_rate(wt, big, chunksize=64),
             )
             add(f"{wt}: IMap object API (iterate the task) vs papy.imap, chunksize 64",
-                mine, peer, "items/s", ">= 0.95")  # fmt: skip
+                mine, peer, "items/s", ">= 0.95", ROUNDS)  # fmt: skip
             # defaults against a peer tuned by hand, start-up in both
             mine, peer = median_pair(
                 r, lambda: w.papy_defaults_rate(wt, n), lambda: w.pool_started_rate(wt, n, 1000)
             )
             add(f"{wt}: papy.imap(f, range({n:,})) defaults vs {peer_name[wt]}(chunksize=1000), "
-                "start-up in both", mine, peer, "items/s", ">= 1.0")  # fmt: skip
+                "start-up in both", mine, peer, "items/s", ">= 1.0", ROUNDS)  # fmt: skip
             # defaults against the peer's own best rule (its pool already started)
             rule = w.pool_rule_chunksize(4 * n)
             mine, peer = median_pair(
@@ -179,40 +192,40 @@ def main() -> int:
                 lambda: w.pool_rate(wt, 4 * n, pool, rule),
             )
             add(f"{wt}: defaults, {4 * n:,} items, vs {peer_name[wt]} with Pool.map's chunksize "
-                "rule (peer started beforehand)", mine, peer, "items/s", ">= 1.0")  # fmt: skip
+                "rule (peer started beforehand)", mine, peer, "items/s", ">= 1.0", ROUNDS)  # fmt: skip
             mine, peer = median_pair(
                 r,
                 lambda: w.papy_rate(wt, big, chunksize=64),
                 lambda: w.pool_rate(wt, big, pool, 64),
             )
             add(f"{wt}: chunksize 64 vs {peer_name[wt]}(chunksize=64)", mine, peer, "items/s",
-                ">= 1.0")  # fmt: skip
+                ">= 1.0", ROUNDS)  # fmt: skip
             mine, peer = median_pair(
                 r,
                 lambda: w.papy_rate(wt, big, chunksize=64, buffer=512),
                 lambda: w.pool_rate(wt, big, pool, 64),
             )
             add(f"{wt}: chunksize 64, buffer 512 vs {peer_name[wt]}(chunksize=64)", mine, peer,
-                "items/s", ">= 1.0")  # fmt: skip
+                "items/s", ">= 1.0", ROUNDS)  # fmt: skip
             mine, peer = median_pair(
                 r, lambda: w.papy_defaults_rate(wt, n), lambda: w.pool_rate(wt, n, pool, 1)
             )
             add(f"{wt}: defaults: papy.imap(f, it) vs {peer_name[wt]}(f, it)", mine, peer,
-                "items/s", ">= 1.0")  # fmt: skip
+                "items/s", ">= 1.0", ROUNDS)  # fmt: skip
             mine, peer = median_pair(
                 r,
                 lambda: w.papy_rate(wt, n, chunksize=1, buffer=64),
                 lambda: w.pool_rate(wt, n, pool, 1),
             )
             add(f"{wt}: chunksize 1, buffer 64 vs {peer_name[wt]}(chunksize=1)", mine, peer,
-                "items/s", ">= 2.0" if wt == "process" else ">= 1.2")  # fmt: skip
+                "items/s", ">= 2.0" if wt == "process" else ">= 1.2", ROUNDS)  # fmt: skip
         # the floor: no scheduling, no per-item Python code on either side
         mine, echo = median_pair(
             r, lambda: w.papy_sum_rate("process", big, chunksize=64),
             lambda: w.pipe_echo_rate(big, 64),
         )  # fmt: skip
         add("process: sum(papy.imap(..., chunksize=64)) vs a raw two-worker pipe echo "
-            "summing each chunk", mine, echo, "items/s", ">= 0.8")  # fmt: skip
+            "summing each chunk", mine, echo, "items/s", ">= 0.8", ROUNDS)  # fmt: skip
         # 10 kB in and out: the best of a few settings on each side
         items = w.payloads(w.n_items(20_000))
         for wt in ("process", "thread"):
@@ -230,7 +243,7 @@ def main() -> int:
                 for c in (1, 8, 32, w.pool_rule_chunksize(len(items)))
             )
             add(f"{wt}, 10 kB in and out, best setting of each", best_mine, best_peer,
-                "items/s", ">= 1.0")  # fmt: skip
+                "items/s", ">= 1.0", [])  # fmt: skip
     # start-up: import to the first result, fresh interpreters, alternating
     firsts, pfirsts = [], []
     for _ in range(max(5, 2 * r)):
@@ -244,7 +257,8 @@ def main() -> int:
             f"Pool {min(pfirsts) * 1e3:.1f}-{max(pfirsts) * 1e3:.1f} ms)",
             f"{f * 1e3:.1f} ms",
             f"{pf * 1e3:.1f} ms",
-            f / pf,
+            f"{f / pf:.2f} ({min(a / b for a, b in zip(firsts, pfirsts)):.2f}-"
+            f"{max(a / b for a, b in zip(firsts, pfirsts)):.2f})",
             "<= 1.0",
         )
     )
@@ -269,9 +283,10 @@ def main() -> int:
             pf, pt = w.chain_in_fresh_interpreter("pool", k, w.n_items(10_000))
             firsts.append(f), totals.append(t), pfirsts.append(pf), ptotals.append(pt)
         f, t, pf, pt = map(statistics.median, (firsts, totals, pfirsts, ptotals))
-        add(f"{k} chained x + 1 tasks, 10,000 items, defaults: total", t, pt, "s", "<= 1.0")
+        add(f"{k} chained x + 1 tasks, 10,000 items, defaults: total", t, pt, "s", "<= 1.0",
+            [a / b for a, b in zip(totals, ptotals)])  # fmt: skip
         add(f"{k} chained x + 1 tasks, 10,000 items, defaults: first result", f, pf, "s",
-            "<= 0.1")  # fmt: skip
+            "<= 0.1", [a / b for a, b in zip(firsts, pfirsts)])  # fmt: skip
     rows.append(
         (
             "100 kB results, slow consumer: peak RSS growth",
@@ -297,7 +312,7 @@ def main() -> int:
             "scheduler core alone (compiled vs pure twin)",
             f"{c:,.0f} ops/s",
             f"{py:,.0f} ops/s",
-            c / py,
+            f"{c / py:.2f} ({min(ROUNDS):.2f}-{max(ROUNDS):.2f})",
             ">= 3",
         )
     )
@@ -315,7 +330,8 @@ def main() -> int:
     print("| benchmark | papy | peer | ratio | target |")
     print("|---|---:|---:|---:|---|")
     for label, mine_s, peer_s, ratio, target in rows:
-        print(f"| {label} | {mine_s} | {peer_s} | {ratio:.2f} | {target} |")
+        shown = ratio if isinstance(ratio, str) else f"{ratio:.2f}"
+        print(f"| {label} | {mine_s} | {peer_s} | {shown} | {target} |")
 
     if opts.plot:
         plot(opts.plot, r)
