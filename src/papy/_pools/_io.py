@@ -265,6 +265,10 @@ class Waker:
     The driving thread ``arm()``s it before it checks for work, polls
     ``fileno()`` with its worker connections, then ``disarm()``s it. ``wake``
     writes only while armed, and at most one byte until the next ``disarm``.
+    A ``wake`` marks itself and writes its byte in one step (under the lock),
+    so a ``disarm`` that sees the mark drains the byte: a byte written after a
+    ``disarm`` cleared the mark would stay in the pipe and turn every later
+    wait into a busy loop.
     """
 
     __slots__ = ("_r", "_w", "armed", "_woken", "_lock")
@@ -284,24 +288,26 @@ class Waker:
         self.armed = True
 
     def wake(self) -> None:
-        if self.armed and not self._woken:
-            self._woken = True
+        if self.armed and not self._woken:  # (unlocked: cheap when nobody waits)
             with self._lock:
-                if self._w >= 0:
-                    try:
-                        os.write(self._w, b"\0")
-                    except OSError:  # full: a byte is there anyway
-                        pass
+                if not self.armed or self._woken or self._w < 0:
+                    return
+                self._woken = True
+                try:
+                    os.write(self._w, b"\0")
+                except OSError:  # full: a byte is there anyway
+                    pass
 
     def disarm(self) -> None:
         self.armed = False
         if self._woken:
-            self._woken = False
-            try:
-                while os.read(self._r, 512):
+            with self._lock:
+                self._woken = False
+                try:
+                    while os.read(self._r, 512):
+                        pass
+                except OSError:
                     pass
-            except OSError:
-                pass
 
     def wait(self, timeout: float) -> None:
         """For pools with nothing else to poll: sleep until woken or ``timeout``."""
