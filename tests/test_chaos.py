@@ -6,13 +6,20 @@ ordering, skip with polling timeouts), the items (payloads from nothing to
 killed, a result that cannot be pickled, a slow or failing input). Every
 example must: end (a hard limit per example), give exactly one outcome per
 input position - the right one - and leave no process, thread or fd behind.
+A call that blocks for good (the limit is checked between calls) is reported
+with its example and every thread's stack (``hang_report``), before the
+test's timeout ends the run.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 import pytest
@@ -25,6 +32,8 @@ from papy import IMap
 pytestmark = pytest.mark.timeout(600)
 
 HARD_LIMIT = 30.0  # seconds per example: a hang fails it, never blocks the run
+#: an example still running after this long is blocked inside a call: it is reported
+HANG_REPORT = 2 * HARD_LIMIT + 15.0
 
 
 def chaos(item):
@@ -152,6 +161,28 @@ def run_example(ex):
         assert order == sorted(order)
 
 
+@contextmanager
+def hang_report(ex: object, seconds: float) -> Iterator[None]:
+    """If the block still runs after ``seconds``, write ``ex`` and every thread's stack
+    to stderr (shown with the test's failure or timeout): the example that hung
+    and where, even if hypothesis goes on to run others before the timeout."""
+
+    def report() -> None:
+        out = sys.__stderr__ or sys.stderr
+        out.write(f"\nexample still running after {seconds:g} s: {ex!r}\n")
+        out.flush()
+        faulthandler.dump_traceback(file=out, all_threads=True)
+
+    timer = threading.Timer(seconds, report)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+
+
 def no_leaks(baseline_children: set[int], threads: int, fds: int) -> None:
     me = psutil.Process()
     deadline = time.monotonic() + 5
@@ -179,5 +210,15 @@ def test_random_maps_with_faults_keep_exact_accounting(ex):
     me = psutil.Process()
     children = {c.pid for c in me.children(recursive=True)}
     threads, fds = threading.active_count(), me.num_fds()
-    run_example(ex)
+    with hang_report(ex, HANG_REPORT):
+        run_example(ex)
     no_leaks(children, threads, fds)
+
+
+def test_a_blocked_example_is_reported_with_where_it_blocks(capfd: pytest.CaptureFixture[str]):
+    blocked = threading.Event()
+    with hang_report({"items": [(0, "ok", 0)]}, 0.05):
+        blocked.wait(1.0)  # stands for a call that never returns
+    err = capfd.readouterr().err
+    assert "example still running after 0.05 s: {'items': [(0, 'ok', 0)]}" in err
+    assert "test_a_blocked_example_is_reported_with_where_it_blocks" in err  # the stack
