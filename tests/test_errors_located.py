@@ -281,6 +281,9 @@ def test_a_broken_process_pool_executor_says_so_at_its_items():
                     break
                 except papy.WorkerLostError as exc:
                     got.append(str(exc))
+    # One outcome per position: its value, or the loss (CPython fails every
+    # item not finished when the pool broke, so which ones besides 3 is a race).
+    assert len(got) == 6 and isinstance(got[3], str)
+    assert all(g == i or isinstance(g, str) for i, g in enumerate(got))
     lost = [g for g in got if isinstance(g, str)]
-    assert got[:3] == [0, 1, 2] and lost
     assert all("broken for good" in g and "papy's own process workers" in g for g in lost)
