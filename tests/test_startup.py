@@ -147,3 +147,33 @@ def test_papy_picks_forkserver_when_fork_would_copy_running_threads(monkeypatch)
     pool = ProcessPool(1)
     if threading.active_count() == 1:
         assert pool._context().get_start_method() == "fork"
+
+
+def test_the_forkserver_preloads_the_workers_modules(tmp_path):
+    """Under forkserver every worker of every map would import papy's worker loop
+    and cloudpickle itself (65-125 ms before its first item, which a short
+    timeout then spent on imports): the forkserver imports them once, and the
+    application's own preload list is kept."""
+    out = run_script(
+        tmp_path,
+        """
+        import multiprocessing
+        from multiprocessing import forkserver
+
+        def square(x):
+            return x * x
+
+        if __name__ == "__main__":
+            import papy  # not at the top: the forkserver's __main__ does not import papy
+
+            multiprocessing.set_forkserver_preload(["__main__", "json"])  # the application's
+            assert list(papy.imap(square, range(3), start_method="forkserver")) == [0, 1, 4]
+            server = forkserver._forkserver
+            print(sorted(server._preload_modules))
+            with open(f"/proc/{server._forkserver_pid}/maps") as maps:
+                print("compiled core in the forkserver:", "papy/_sched." in maps.read())
+        """,
+    )
+    preload, core = out.splitlines()[:2]
+    assert preload == str(sorted(["__main__", "json", "papy._pools._child", "cloudpickle"]))
+    assert core == "compiled core in the forkserver: True"

@@ -203,6 +203,29 @@ def _where(w: _Worker) -> str:
     return f"on remote worker {w.link.label}, pid {w.link.pid}" if w.link is not None else ""
 
 
+#: what a worker imports before it can run a task sent by value: imported once by
+#: the forkserver, not by every worker of every map (a map's first result came
+#: about 70 ms after start(), about 12 ms with them preloaded; 2 cores, 3.12)
+_FORKSERVER_PRELOAD = ("papy._pools._child", "cloudpickle")
+
+
+def _preload_forkserver(ctx: Any) -> None:
+    """Have the forkserver import the worker's modules before it forks workers.
+
+    Its children then start in milliseconds, so a map's first timeout is not
+    spent on imports. The modules are added to the preload list already set
+    (``__main__`` by default, or the application's); it takes effect when the
+    forkserver starts, so a forkserver already running keeps what it has.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    preload = list(getattr(server, "_preload_modules", ["__main__"]))
+    missing = [name for name in _FORKSERVER_PRELOAD if name not in preload]
+    if missing:
+        ctx.set_forkserver_preload(preload + missing)
+
+
 class ProcessPool:
     """``size`` worker processes started with ``start_method``."""
 
@@ -287,7 +310,10 @@ class ProcessPool:
         if method is None and multiprocessing.get_start_method() == "fork":
             if sys.version_info >= (3, 12) and threading.active_count() > 1:
                 method = "forkserver"
-        return multiprocessing.get_context(method)
+        ctx = multiprocessing.get_context(method)
+        if ctx.get_start_method() == "forkserver":
+            _preload_forkserver(ctx)
+        return ctx
 
     def _spawn(self, w: _Worker) -> None:
         """Start a fresh worker in ``w``'s place and queue the task definitions for it.
