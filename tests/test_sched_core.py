@@ -1091,6 +1091,48 @@ def test_put_range_delivers_values_and_errors_at_their_positions(sched_module: M
         s.put_range(3, 0, [])
 
 
+def test_try_values_spans_consecutive_batches_in_order(sched_module: ModuleType) -> None:
+    """Ordered, one call hands out a run of arrived batches (of one, or more):
+    it stops at a gap, before a failure (which comes alone) and at ``n``."""
+    s = sched_module.Scheduler(1, 10, 10)
+    assert s.next_task() == 0
+    assert s.acquire_slots(10, 0) == 10
+    assert s.submit_many(0, 10) == 0
+    err = ValueError("bad")
+    for i in (0, 1, 2):
+        s.put_range(0, i, [i])
+    s.put_range(0, 3, [3, 4])
+    s.put_range(0, 6, [6, 7], {1: err})  # 5 has not arrived
+    s.put_range(0, 8, [8])
+    s.put_range(0, 9, [9])
+    assert s.try_values(0, 4) == (0, 0, [0, 1, 2, 3])  # n ends it inside a batch
+    assert s.buffer_used == 6
+    assert s.try_values(0, 10) == (0, 4, [4])  # the gap at 5
+    assert s.try_values(0, 10) is None
+    s.put_range(0, 5, [5])
+    assert s.try_values(0, 10) == (0, 5, [5, 6])  # stops before the failure at 7
+    assert s.try_values(0, 10) == (1, 7, err)
+    assert s.try_values(0, 10) == (0, 8, [8, 9])
+    assert s.buffer_used == 0
+    s.input_done(0)
+    assert s.try_values(0, 10) == (2, -1, None)
+
+
+def test_try_values_unordered_takes_one_batch(sched_module: ModuleType) -> None:
+    """Unordered, a call takes from one batch only (the values' positions are
+    consecutive from the index it returns)."""
+    s = sched_module.Scheduler(1, 4, 4, ordered=False)
+    assert s.next_task() == 0
+    assert s.acquire_slots(4, 0) == 4
+    assert s.submit_many(0, 4) == 0
+    s.put_range(0, 2, [2, 3])
+    s.put_range(0, 0, [0])
+    s.put_range(0, 1, [1])
+    assert s.try_values(0, 10) == (0, 2, [2, 3])
+    assert s.try_values(0, 10) == (0, 0, [0])
+    assert s.try_values(0, 10) == (0, 1, [1])
+
+
 # -- Outlet: the base of the result iterators ----------------------------------------
 def test_outlet_hands_out_a_shared_deque_then_refills(sched_module: ModuleType) -> None:
     from collections import deque

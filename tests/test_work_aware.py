@@ -195,6 +195,39 @@ def test_1mb_inputs_from_a_generator_stay_bounded(worker_type):
         it.close()
 
 
+def quarter_mb(i):
+    return b"q" * (MB // 4)
+
+
+@pytest.mark.parametrize("worker_type", WORKER_TYPES)
+def test_batches_of_one_are_handed_out_in_runs_bounded_by_bytes(worker_type):
+    """A consumer takes a run of arrived batches of one from the core at once (one
+    call per run, not per item) while they weigh at most 1 MB; order is kept."""
+    from papy._engine import HAND_OUT, HAND_OUT_BYTES
+
+    it = imap(inc, range(3000), worker_type=worker_type, worker_num=2, chunksize=1, buffer=64)
+    with it:
+        run = it.imap._run
+        held = []
+        for i in range(1, 3000):
+            assert next(it) == i
+            held.append(len(run.ready[0]))
+        assert run.hand_out == HAND_OUT
+        assert max(held) > 1  # runs were taken
+        assert next(it) == 3000
+        assert next(it, None) is None
+
+    it = imap(quarter_mb, range(200), worker_type=worker_type, worker_num=2, chunksize=1, buffer=64)
+    with it:
+        run = it.imap._run
+        held = []
+        for _ in range(200):
+            assert len(next(it)) == MB // 4
+            held.append(len(run.ready[0]))
+        assert run.hand_out * run.result_bytes <= HAND_OUT_BYTES
+        assert max(held) < HAND_OUT_BYTES // (MB // 4)
+
+
 def test_an_explicit_buffer_is_kept_whatever_the_item_size():
     with IMap(megabyte, range(300), worker_type="thread", worker_num=2, buffer=200) as m:
         next(m)

@@ -91,6 +91,12 @@ IN_FLIGHT_SECONDS = 0.005
 #: most about this many bytes, as measured: the count of the default buffer is
 #: lowered to fit, never below tasks x stride
 MAX_PENDING_BYTES = 64 << 20
+#: a consumer takes up to this many of a task's arrived results from the core at
+#: once (at least a batch; with the default stride): results of batches of one come
+#: out a run at a time ...
+HAND_OUT = 64
+#: ... while they weigh at most this many bytes (as measured; unmeasured: a batch)
+HAND_OUT_BYTES = 1 << 20
 #: an input read ahead by its own thread holds at most this many bytes of items
 #: (sys.getsizeof, at least one item) besides at most one batch
 READ_AHEAD_BYTES = 8 << 20
@@ -421,7 +427,7 @@ class Run:
       one at a time, ``drive_lock``, see ``drive``): the feeding state
       (``kept``, ``ended``, ``feeder_waiting``), the measurements and what
       follows them (``chunk``, ``probing``, ``item_time``, ``item_bytes``,
-      ``result_bytes``, ``_cost``), ``driver``, ``last_drive``,
+      ``result_bytes``, ``hand_out``, ``_cost``), ``driver``, ``last_drive``,
       ``refill_level``, ``helper_driving``;
     * **consumers**: ``ready`` (the one that finds it empty refills it, any
       pops), ``waiting`` and ``consumer_wait`` (approximate counters),
@@ -496,6 +502,7 @@ class Run:
         self.item_time = -1.0  # seconds of a worker's time per tasklet (-1: not yet)
         self.item_bytes = 0.0  # bytes of an argument (0: not yet)
         self.result_bytes = 0.0  # bytes of a result (0: not yet)
+        self.hand_out = self.chunk  # results a consumer takes from the core at once
         self._cost: Any = None  # the pool's last measurements, as taken
         self.kept: list[list[Any]] = [[] for _ in inputs]  # read, not yet submitted
         self.ended = [False] * len(inputs)  # a task's input said it ended
@@ -633,6 +640,11 @@ class Run:
                 self._set_refill_level()
                 for inp in self.ahead:
                     inp.set_limit(new)
+        # with the default stride, a run of arrived batches of light results is
+        # taken at once; an explicit stride keeps the seed's one slot per read
+        self.hand_out = self.chunk
+        if self.adaptive and 0 < rbytes:
+            self.hand_out = max(self.chunk, min(HAND_OUT, int(HAND_OUT_BYTES / rbytes)))
         self._bound_buffer()
 
     def _set_weave(self) -> None:
@@ -864,8 +876,9 @@ class Run:
         """The next result of ``task``, or raise: its item's exception (iteration can
         go on), ``StopIteration`` at its end, and what ``take`` raises.
 
-        Results are taken from the core a batch at a time (up to ``chunk``) and
-        handed out one by one, to whichever consumer of the task asks first."""
+        Results are taken from the core a run at a time (up to ``hand_out``: a
+        batch, or a run of arrived batches of light results) and handed out one
+        by one, to whichever consumer of the task asks first."""
         ready = self.ready[task]
         if ready:
             return ready.popleft()
@@ -890,7 +903,7 @@ class Run:
     def _refill(self, task: int, timeout: float | None) -> tuple[int, Any]:
         """Take ``task``'s next batch (waiting at most ``timeout``): ``(status,
         value)`` of its first result, the rest left in ``ready``."""
-        chunk = self.chunk
+        chunk = self.hand_out
         if task in self.tracked:  # tracked as it is returned: one at a time
             chunk = 1
         status, index, value = self.take(task, chunk if chunk > 1 else 0, timeout)

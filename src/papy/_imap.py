@@ -1330,9 +1330,9 @@ def _next_batch(it: MapIterator) -> Any:
         raise StopIteration
     sched = run.sched
     try:
-        got = sched.try_values(0, run.chunk) if not sched.closed else None
+        got = sched.try_values(0, run.hand_out) if not sched.closed else None
         if got is None:
-            got = run.take(0, run.chunk, it._timeout)  # waits (and says why a map stopped)
+            got = run.take(0, run.hand_out, it._timeout)  # waits (and says why a map stopped)
         elif sched.buffer_used <= run.refill_level:
             run.refill()
     except TimeoutError:  # a wait that timed out: the map goes on

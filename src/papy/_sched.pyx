@@ -836,11 +836,14 @@ cdef class Scheduler:
         Returns ``(RESULT, first index, [values...])`` (at least one value, all
         successful, consecutive in hand-out order), ``(ERROR, index, exception)``
         for a single failed position, or ``(FINISHED, -1, None)``. Never waits.
+        Ordered, the values may span several delivered batches (one call hands
+        out many results of batches of one).
         """
         cdef Py_ssize_t t = self._check_task(task)
-        cdef Py_ssize_t k, end, length, i, e, count
+        cdef Py_ssize_t k, end, length, i, e, count, first
         cdef _Chunk chunk
-        cdef list values, out
+        cdef list values
+        cdef list out = None
         _check_int("n", n, 1)
         count = _clamp(n)
         if self._closed:
@@ -849,31 +852,45 @@ cdef class Scheduler:
         if head is None:
             return _FINISHED_TUPLE if self._finished(t) else None
         chunk = <_Chunk>head
-        k = chunk.pos
-        values = chunk.values
-        length = len(values)
-        end = length
-        if count < length - k:
-            end = k + count
-        errors = chunk.errors
-        if errors is not None:
-            if k in <dict>errors:
-                return self._take(t)
-            for key in <dict>errors:
-                e = key
-                if k < e < end:
-                    end = e
-        if k == 0 and end == length:
-            out = values  # the whole chunk: no copy
-            chunk.values = []
-            chunk.pos = 0
-        else:
-            out = values[k:end]
-            for i in range(k, end):
-                values[i] = None
-            chunk.pos = end
-        self._hand_out(t, end - k)
-        return (RESULT, chunk.first + k, out)
+        if chunk.errors is not None and chunk.pos in <dict>chunk.errors:
+            return self._take(t)
+        first = chunk.first + chunk.pos
+        while True:
+            k = chunk.pos
+            values = chunk.values
+            length = len(values)
+            end = length
+            if count < length - k:
+                end = k + count
+            errors = chunk.errors
+            if errors is not None:
+                for key in <dict>errors:
+                    e = key
+                    if k <= e < end:  # a failure comes alone: stop before it
+                        end = e
+            if end == k:
+                break
+            if out is None and k == 0 and end == length:
+                out = values  # the whole chunk: no copy
+                chunk.values = []
+                chunk.pos = 0
+            else:
+                if out is None:
+                    out = values[k:end]
+                else:
+                    out.extend(values[k:end])
+                for i in range(k, end):
+                    values[i] = None
+                chunk.pos = end
+            self._hand_out(t, end - k)
+            count -= end - k
+            if count == 0 or end < length or not self._ordered:
+                break
+            head = self._head(t)  # the next position's batch, if it arrived
+            if head is None:
+                break
+            chunk = <_Chunk>head
+        return (RESULT, first, out)
 
     cdef Py_ssize_t _skip_one(self, Py_ssize_t t, Py_ssize_t ahead) except -2:
         """Give up the position a timed-out consumer of ``t`` waited for.

@@ -638,6 +638,8 @@ class Scheduler:
         Returns ``(RESULT, first index, [values...])`` (at least one value, all
         successful, consecutive in hand-out order), ``(ERROR, index, exception)``
         for a single failed position, or ``(FINISHED, -1, None)``. Never waits.
+        Ordered, the values may span several delivered batches (one call hands
+        out many results of batches of one).
         """
         self._check_task(task)
         _check_int("n", n, 1)
@@ -647,26 +649,42 @@ class Scheduler:
             chunk = self._head(task)
             if chunk is None:
                 return _FINISHED_TUPLE if self._finished(task) else None
-            k = chunk.pos
-            values = chunk.values
-            end = min(len(values), k + n)
-            errors = chunk.errors
-            if errors is not None:
-                if k in errors:
-                    return self._take(task)
-                for e in errors:
-                    if k < e < end:
-                        end = e
-            chunk.pos = end
-            if k == 0 and end == len(values):
-                out = values  # the whole chunk: no copy
-                chunk.values = []
-                chunk.pos = 0
-            else:
-                out = values[k:end]
-                values[k:end] = [None] * (end - k)
-            self._hand_out(task, end - k)
-            return (RESULT, chunk.first + k, out)
+            if chunk.errors is not None and chunk.pos in chunk.errors:
+                return self._take(task)
+            first = chunk.first + chunk.pos
+            out: list[Any] | None = None
+            while True:
+                k = chunk.pos
+                values = chunk.values
+                length = len(values)
+                end = min(length, k + n)
+                errors = chunk.errors
+                if errors is not None:
+                    for e in errors:
+                        if k <= e < end:  # a failure comes alone: stop before it
+                            end = e
+                if end == k:
+                    break
+                if out is None and k == 0 and end == length:
+                    out = values  # the whole chunk: no copy
+                    chunk.values = []
+                    chunk.pos = 0
+                else:
+                    if out is None:
+                        out = values[k:end]
+                    else:
+                        out.extend(values[k:end])
+                    values[k:end] = [None] * (end - k)
+                    chunk.pos = end
+                self._hand_out(task, end - k)
+                n -= end - k
+                if n == 0 or end < length or not self._ordered:
+                    break
+                head = self._head(task)  # the next position's batch, if it arrived
+                if head is None:
+                    break
+                chunk = head
+            return (RESULT, first, out)
 
     def _skip_one(self, task: int, ahead: int) -> int:
         """Give up the position a timed-out consumer of ``task`` waited for (mutex held).

@@ -150,6 +150,15 @@ class WorkerStats:
         if items > self.largest:
             self.largest = items
 
+    def add_batches(self, items: int, seconds: float, batches: int, largest: int) -> None:
+        """``batches`` batches, the largest of ``largest``, ``items`` in all, took
+        ``seconds`` together (a thread times a packed job of tiny batches once)."""
+        self.items += items
+        self.busy += seconds
+        self.batches += batches
+        if largest > self.largest:
+            self.largest = largest
+
     def snapshot(self, now: float) -> dict[str, Any]:
         """``worker``, ``items``, ``busy`` and ``idle`` (seconds since it started),
         ``batches``, ``mean_batch``, ``largest_batch``."""

@@ -85,7 +85,6 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink, stats: WorkerStats) -> N
     each range is delivered (and a waiting driver woken) as soon as it is done."""
     get = pool._inbox.get
     put_range, wake = sink.sched.put_range, sink.waker.wake
-    add = stats.add
     if INIT in tasks:  # the map's initializer, once in this thread
         mine = {task: (d.func, d.args, d.kwargs) for task, d in tasks.items()}
         _child.run_initializer(mine)
@@ -94,22 +93,29 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink, stats: WorkerStats) -> N
         job = get()
         if job is _STOP or pool._closing:
             return
-        done = 0
+        # the job is timed as a whole: a clock read per range would cost as much
+        # as a tiny item (ranges are packed into one job only when they are tiny)
+        done = ranges = largest = 0
+        started = monotonic()
         try:
             for task, first, items in job:
                 if pool._closing:
                     return
-                started = monotonic()
                 values, errors = _evaluate(pool, tasks[task], task, first, items)
-                add(len(items), monotonic() - started)
                 put_range(task, first, values, errors)
                 wake()  # a driver that waits for these wakes now (cheap if none does)
-                done += len(items)
+                n = len(items)
+                done += n
+                ranges += 1
+                if n > largest:
+                    largest = n
         except BaseException:  # noqa: BLE001 - the map was stopped meanwhile
             return
         finally:
             with pool._done_lock:
                 pool._done += done
+            if ranges:
+                stats.add_batches(done, monotonic() - started, ranges, largest)
             wake()
 
 
