@@ -901,13 +901,13 @@ class Run:
         return status == _scheduler.RESULT, value
 
     def _refill(self, task: int, timeout: float | None) -> tuple[int, Any]:
-        """Take ``task``'s next batch (waiting at most ``timeout``): ``(status,
-        value)`` of its first result, the rest left in ``ready``."""
-        chunk = self.hand_out
+        """Take ``task``'s next run of results (waiting at most ``timeout``):
+        ``(status, value)`` of its first result, the rest left in ``ready``."""
+        n = self.hand_out
         if task in self.tracked:  # tracked as it is returned: one at a time
-            chunk = 1
-        status, index, value = self.take(task, chunk if chunk > 1 else 0, timeout)
-        if status == _scheduler.RESULT and chunk > 1:
+            n = 1
+        status, index, value = self.take(task, n if n > 1 else 0, timeout)
+        if status == _scheduler.RESULT and n > 1:
             if self.tracked or self.bars:
                 self.handed(task, index, value)
             ready = self.ready[task]

@@ -142,20 +142,15 @@ class WorkerStats:
         self.largest = 0
         self.since = monotonic()
 
-    def add(self, items: int, seconds: float) -> None:
-        """A batch of ``items`` took ``seconds`` of this worker's time."""
-        self.items += items
-        self.busy += seconds
-        self.batches += 1
-        if items > self.largest:
-            self.largest = items
-
-    def add_batches(self, items: int, seconds: float, batches: int, largest: int) -> None:
-        """``batches`` batches, the largest of ``largest``, ``items`` in all, took
-        ``seconds`` together (a thread times a packed job of tiny batches once)."""
+    def add(self, items: int, seconds: float, batches: int = 1, largest: int = 0) -> None:
+        """``batches`` batches of ``items`` in all, the largest of ``largest`` items
+        (one batch: ``items``), took ``seconds`` of this worker's time together (a
+        thread times a packed job of tiny batches once)."""
         self.items += items
         self.busy += seconds
         self.batches += batches
+        if batches == 1:
+            largest = items
         if largest > self.largest:
             self.largest = largest
 

@@ -115,7 +115,7 @@ def _run(pool: ThreadPool, tasks: TaskDefs, sink: Sink, stats: WorkerStats) -> N
             with pool._done_lock:
                 pool._done += done
             if ranges:
-                stats.add_batches(done, monotonic() - started, ranges, largest)
+                stats.add(done, monotonic() - started, ranges, largest)
             wake()
 
 
